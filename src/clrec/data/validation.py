@@ -1,0 +1,167 @@
+"""Row-level checks that turn string columns into typed ones or raise a DataError naming the row.
+
+Rows are numbered from 1 over data rows (the header is not a row), matching the position of
+a row in the frame a reader produced.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from clrec.errors import DataError
+
+DuplicatePolicy = Literal["reject", "keep_last", "aggregate"]
+
+
+def _first_bad_row(mask: pd.Series | np.ndarray) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def require_columns(
+    frame: pd.DataFrame, required: list[str], *, file: str | Path | None, role: str = ""
+) -> None:
+    """Raise when a required column is absent, suggesting the closest existing name."""
+    present = [str(c) for c in frame.columns]
+    for column in required:
+        if column in present:
+            continue
+        close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        what = f" ({role})" if role else ""
+        raise DataError(
+            f"missing column {column!r}{what}; the file has columns {present}{hint}", file=file
+        )
+
+
+def parse_ids(series: pd.Series, *, column: str, file: str | Path | None) -> pd.Series:
+    """Ids as stripped strings; an empty id is an error."""
+    values = series.astype("string").str.strip()
+    missing = values.isna() | (values == "")
+    if missing.any():
+        raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
+    return values
+
+
+def parse_numbers(
+    series: pd.Series,
+    *,
+    column: str,
+    file: str | Path | None,
+    low: float | None = None,
+    high: float | None = None,
+    dtype: str = "float32",
+) -> pd.Series:
+    """Numbers from strings; non-numeric, missing, infinite or out-of-range values raise."""
+    text = series.astype("string").str.strip()
+    missing = text.isna() | (text == "")
+    if missing.any():
+        raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = numbers.isna() | ~np.isfinite(numbers.astype("float64").fillna(0.0))
+    if bad.any():
+        row = _first_bad_row(bad)
+        raise DataError(
+            f"{column!r} value {text.iloc[row - 1]!r} is not a finite number", file=file, row=row
+        )
+    if low is not None or high is not None:
+        out_of_range = (numbers < (low if low is not None else -np.inf)) | (
+            numbers > (high if high is not None else np.inf)
+        )
+        if out_of_range.any():
+            row = _first_bad_row(out_of_range)
+            raise DataError(
+                f"{column!r} value {numbers.iloc[row - 1]} is outside [{low}, {high}]",
+                file=file,
+                row=row,
+            )
+    return numbers.astype(dtype)
+
+
+def parse_labels(series: pd.Series, *, column: str, file: str | Path | None) -> pd.Series:
+    """Click labels: exactly 0 or 1 (also ``true`` / ``false``)."""
+    text = series.astype("string").str.strip().str.lower()
+    text = text.replace({"true": "1", "false": "0"})
+    valid = text.isin(["0", "1", "0.0", "1.0"])
+    if not valid.all():
+        row = _first_bad_row(~valid)
+        raise DataError(
+            f"{column!r} value {series.iloc[row - 1]!r} is not a 0/1 label", file=file, row=row
+        )
+    return text.astype("float64").astype("int8")
+
+
+def parse_timestamps(series: pd.Series, *, column: str, file: str | Path | None) -> pd.Series:
+    """Unix seconds (int64) from integer seconds or ISO-8601 date-times (naive = UTC)."""
+    text = series.astype("string").str.strip()
+    missing = text.isna() | (text == "")
+    if missing.any():
+        raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
+    numeric = pd.to_numeric(text, errors="coerce")
+    if numeric.notna().all():
+        if (numeric < 0).any():
+            row = _first_bad_row(numeric < 0)
+            raise DataError(
+                f"{column!r} value {text.iloc[row - 1]!r} is a negative Unix time",
+                file=file,
+                row=row,
+            )
+        return numeric.astype("float64").round().astype("int64")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna()
+    if bad.any():
+        row = _first_bad_row(bad)
+        raise DataError(
+            f"{column!r} value {text.iloc[row - 1]!r} is neither Unix seconds nor an ISO-8601 "
+            "date-time",
+            file=file,
+            row=row,
+        )
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype("int64")
+
+
+def resolve_duplicates(
+    frame: pd.DataFrame, policy: DuplicatePolicy, *, file: str | Path | None
+) -> pd.DataFrame:
+    """Apply the duplicate (user, item) policy to typed interactions.
+
+    ``reject`` raises naming both rows; ``keep_last`` keeps the later row (by timestamp when
+    there is one, else by file order); ``aggregate`` merges them: mean rating, summed weight,
+    largest label, latest timestamp and the latest row's event.
+    """
+    key = ["user", "item"]
+    duplicated = frame.duplicated(key, keep=False)
+    if not duplicated.any():
+        return frame
+    if policy == "reject":
+        later = frame.duplicated(key, keep="first")
+        row = _first_bad_row(later)
+        user, item = frame["user"].iloc[row - 1], frame["item"].iloc[row - 1]
+        twins = np.flatnonzero(((frame["user"] == user) & (frame["item"] == item)).to_numpy())
+        raise DataError(
+            f"duplicate (user, item) pair ({user}, {item}), first seen at row {twins[0] + 1}; "
+            "set the duplicate policy to 'keep_last' or 'aggregate' to accept repeats",
+            file=file,
+            row=row,
+        )
+    ordered = frame.reset_index(drop=True)
+    ordered["_order"] = np.arange(len(ordered))
+    sort_by = ["timestamp", "_order"] if "timestamp" in ordered.columns else ["_order"]
+    ordered = ordered.sort_values(sort_by, kind="stable")
+    if policy == "keep_last":
+        kept = ordered.drop_duplicates(key, keep="last")
+        return kept.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    rules: dict[str, str] = {"_order": "min"}
+    for column in ordered.columns:
+        if column in (*key, "_order"):
+            continue
+        rules[column] = {"rating": "mean", "weight": "sum", "label": "max"}.get(column, "last")
+    merged = ordered.groupby(key, sort=False, as_index=False).agg(rules)
+    if "rating" in merged.columns:
+        merged["rating"] = merged["rating"].astype("float32")
+    return merged.sort_values("_order").drop(columns="_order").reset_index(drop=True)

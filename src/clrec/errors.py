@@ -1,0 +1,45 @@
+"""The one exception type for problems a user can cause, and its message format.
+
+Every error that bad input can trigger (a malformed file, an unknown id, a wrong column)
+is a :class:`ClrecError`; the CLI prints its message without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClrecError(Exception):
+    """A problem caused by input or configuration, with a message meant for the user."""
+
+
+class DataError(ClrecError):
+    """Bad data: the message names the file, the row or line where known, and the problem.
+
+    ``row`` counts data rows from 1 (a header is not a row); ``line`` is a physical line
+    number in the file, also from 1. Give whichever the reader knows exactly.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | Path | None = None,
+        row: int | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = str(file) if file is not None else None
+        self.row = row
+        self.line = line
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where: list[str] = []
+        if self.file is not None:
+            where.append(self.file)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        return f"{', '.join(where)}: {self.problem}" if where else self.problem
