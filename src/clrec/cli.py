@@ -1,0 +1,251 @@
+"""The ``clrec`` command line: each command parses options, builds a config, calls the library.
+
+This module and the service entry point are the only places that read the environment
+(``CLREC_DATA``, the data root).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+
+import typer
+
+from clrec.errors import ClrecError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="clrec",
+    help="Contrastive recommendations from pretrained-encoder content and behaviour logs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, validate and split data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Print a ClrecError as one line on stderr and exit 1, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ClrecError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def _data_root() -> Path | None:
+    from clrec.data.registry import default_data_root
+
+    return default_data_root(os.environ.get("CLREC_DATA"))
+
+
+def _print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise ClrecError(f"--ratios {text!r}: expected three numbers like 0.8,0.1,0.1") from None
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise ClrecError(f"--ratios {text!r}: expected three non-negative numbers like 0.8,0.1,0.1")
+    return cast(tuple[float, float, float], parts)
+
+
+SchemeOption = Annotated[
+    str,
+    typer.Option(help="random | loo | temporal | cold-item | cold-user | predefined"),
+]
+
+
+@app.command("run")
+@_user_errors
+def run_command(
+    data: Annotated[str, typer.Option(help="Data set name or path.")] = "ml-latest-small",
+    out: Annotated[Path, typer.Option(help="Folder for the split, model and metrics.")] = Path(
+        "runs/quickstart"
+    ),
+    scheme: SchemeOption = "random",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 2020,
+    min_rating: Annotated[
+        float | None, typer.Option(help="Keep ratings >= this as positives.")
+    ] = None,
+) -> None:
+    """The main job: describe the data, split it, fit and evaluate the baseline model."""
+    from clrec.data.splits import SplitConfig
+    from clrec.pipeline import QuickstartConfig, run_quickstart
+
+    config = QuickstartConfig(
+        dataset=data,
+        data_root=_data_root(),
+        rating_threshold=min_rating,
+        split=SplitConfig(scheme=_scheme(scheme), seed=seed),
+        out=out,
+    )
+    results = run_quickstart(config)
+    summary = results["dataset"]
+    typer.echo(
+        f"{summary['name']}: {summary['users']:,} users, {summary['items']:,} items, "
+        f"{summary['interactions']:,} interactions (density {summary['density']:.4%})"
+    )
+    sizes = results["split"]["sizes"]
+    typer.echo(
+        f"split {scheme} (seed {seed}): train {sizes['train']['interactions']:,}, "
+        f"valid {sizes['valid']['interactions']:,}, test {sizes['test']['interactions']:,}"
+    )
+    for part in ("valid", "test"):
+        metrics = results[part]
+        shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in ("recall@10", "ndcg@10"))
+        typer.echo(f"{results['model']} {part}: {shown}")
+    typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+def _scheme(text: str) -> Literal["random", "loo", "temporal", "cold-item", "cold-user", "predefined"]:
+    schemes = ("random", "loo", "temporal", "cold-item", "cold-user", "predefined")
+    if text not in schemes:
+        raise ClrecError(f"unknown split scheme {text!r}; choose one of {', '.join(schemes)}")
+    return cast(Literal["random", "loo", "temporal", "cold-item", "cold-user", "predefined"], text)
+
+
+@data_app.command("describe")
+@_user_errors
+def describe_command(
+    name_or_path: Annotated[str, typer.Argument(help="Known data set name, or a path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Users, items, interactions, density and content fields of a data set."""
+    from clrec.data import registry
+    from clrec.data.describe import describe
+
+    summary = describe(registry.load(name_or_path, _data_root()))
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(f"{summary['name']}")
+    for key in ("users", "items", "interactions", "catalogue_users", "catalogue_items"):
+        typer.echo(f"  {key:<16} {summary[key]:>12,}")
+    typer.echo(f"  {'density':<16} {summary['density']:>12.4%}")
+    for key in ("rating", "time_range", "predefined_split", "events", "user_relations"):
+        if key in summary:
+            typer.echo(f"  {key:<16} {summary[key]}")
+    for side in ("item_fields", "user_fields", "item_vectors"):
+        for field_name, info in summary[side].items():
+            typer.echo(f"  {side[:-1]:<16} {field_name}: {info}")
+
+
+@data_app.command("check")
+@_user_errors
+def check_command(
+    path: Annotated[Path, typer.Argument(help="A data file or a data set folder.")],
+    user: Annotated[str | None, typer.Option(help="User id column.")] = None,
+    item: Annotated[str | None, typer.Option(help="Item id column.")] = None,
+    rating: Annotated[str | None, typer.Option(help="Rating column.")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Timestamp column.")] = None,
+    label: Annotated[str | None, typer.Option(help="0/1 click label column.")] = None,
+    event: Annotated[str | None, typer.Option(help="Event type column.")] = None,
+    sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
+    rating_min: Annotated[float | None, typer.Option(help="Smallest valid rating.")] = None,
+    rating_max: Annotated[float | None, typer.Option(help="Largest valid rating.")] = None,
+    duplicates: Annotated[
+        str, typer.Option(help="Repeated (user, item) pairs: reject | keep_last | aggregate.")
+    ] = "reject",
+    item_content: Annotated[Path | None, typer.Option(help="Item content file.")] = None,
+    item_id: Annotated[str, typer.Option(help="Item id column of the content file.")] = "item",
+    encoding: Annotated[str, typer.Option(help="Text encoding of the files.")] = "utf-8",
+) -> None:
+    """Validate a data file or folder; print the first problem and exit 1, or a summary."""
+    from clrec.data.describe import describe
+    from clrec.data.registry import load
+
+    if path.is_dir() and all(
+        v is None for v in (user, item, rating, timestamp, label, event, item_content)
+    ):
+        dataset = load(path)
+    else:
+        from clrec.data.readers.generic import source_from_options
+
+        source = source_from_options(
+            path,
+            user=user,
+            item=item,
+            rating=rating,
+            timestamp=timestamp,
+            label=label,
+            event=event,
+            sep=sep,
+            rating_range=(rating_min, rating_max),
+            duplicates=duplicates,
+            item_content=item_content,
+            item_id=item_id,
+            encoding=encoding,
+        )
+        from clrec.data.readers.generic import read_generic
+
+        dataset = read_generic(source)
+    summary = describe(dataset)
+    typer.echo(
+        f"ok: {path}: {summary['users']:,} users, {summary['items']:,} items, "
+        f"{summary['interactions']:,} interactions"
+    )
+
+
+@data_app.command("split")
+@_user_errors
+def split_command(
+    name_or_path: Annotated[str, typer.Argument(help="Known data set name, or a path.")],
+    out: Annotated[Path, typer.Option(help="Folder for the dataset and its split.")],
+    scheme: SchemeOption = "random",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 2020,
+    ratios: Annotated[str, typer.Option(help="train,valid,test shares.")] = "0.8,0.1,0.1",
+    min_rating: Annotated[
+        float | None, typer.Option(help="Keep ratings >= this as positives.")
+    ] = None,
+    k_core: Annotated[
+        int, typer.Option(help="Keep users and items with at least this many interactions.")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Split a data set reproducibly and save dataset + split to ``--out``."""
+    from clrec.data import filters, registry
+    from clrec.data.splits import SplitConfig, split_dataset
+
+    dataset = registry.load(name_or_path, _data_root())
+    if min_rating is not None:
+        dataset = filters.binarize(dataset, min_rating)
+    if k_core > 0:
+        dataset = filters.k_core(dataset, k_core, k_core)
+    split = split_dataset(
+        dataset, SplitConfig(scheme=_scheme(scheme), ratios=_parse_ratios(ratios), seed=seed)
+    )
+    split.verify()
+    dataset.save(out / "dataset")
+    split.save(out / "split")
+    summary = split.summary()
+    if as_json:
+        _print_json(summary)
+        return
+    for part in ("train", "valid", "test"):
+        sizes = summary["sizes"][part]
+        typer.echo(
+            f"{part:<6} {sizes['interactions']:>10,} interactions  {sizes['users']:>8,} users  "
+            f"{sizes['items']:>8,} items"
+        )
+    for guarantee in summary["guarantees"]:
+        typer.echo(f"guarantee: {guarantee}")
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,77 @@
+"""The CLI on the bundled data set: counts, the main job, splits, and errors without tracebacks."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clrec.cli import app
+from clrec.data.schema import Dataset
+from clrec.data.splits import Split
+
+runner = CliRunner()
+
+
+def test_describe_json_gives_the_readme_counts() -> None:
+    result = runner.invoke(app, ["data", "describe", "ml-latest-small", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["users"], summary["items"], summary["interactions"]) == (610, 9724, 100836)
+    assert summary["catalogue_items"] == 9742
+    assert summary["rating"] == {"min": 0.5, "max": 5.0, "mean": 3.5016}
+    assert summary["item_fields"]["title"]["coverage"] == 1.0
+
+
+def test_unknown_name_is_one_clear_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "describe", "ml-2m"])
+    assert result.exit_code == 1
+    assert "no data set named 'ml-2m'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_known_data_set_names_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLREC_DATA", str(tmp_path))
+    result = runner.invoke(app, ["data", "describe", "ml-1m"])
+    assert result.exit_code == 1
+    assert f"looked in {tmp_path / 'ml-1m'}" in result.output
+
+
+@pytest.mark.slow
+def test_run_main_job_beats_nothing_and_writes_metrics(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "popularity"
+    assert metrics["dataset"]["interactions"] == 100836
+    # popularity on ml-latest-small is far from zero but far from perfect
+    assert 0.05 < metrics["test"]["ndcg@10"] < 0.5
+    assert metrics["test"]["users"] == 610
+    assert (out / "model" / "item_counts.npy").is_file()
+
+
+def test_split_command_saves_dataset_and_split(tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    args = ["data", "split", "ml-latest-small", "--scheme", "cold-item", "--seed", "3"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    dataset = Dataset.load(out / "dataset")
+    split = Split.load(out / "split")
+    assert len(split.train) + len(split.valid) + len(split.test) == dataset.n_interactions
+    test_items = set(split.test["item"])
+    assert test_items and not test_items & set(split.train["item"])
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "again"), "--json"])
+    pd.testing.assert_frame_equal(Split.load(tmp_path / "again" / "split").test, split.test)
+    assert json.loads(again.output) == json.loads(result.output)
+
+
+def test_bad_ratios_are_refused(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "split", "ml-latest-small", "--ratios", "0.8,x", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "--ratios" in result.output
