@@ -11,11 +11,14 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
 
 from clrec.errors import ClrecError
+
+if TYPE_CHECKING:
+    from clrec.data.splits import Scheme
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,13 +58,14 @@ def _print_json(payload: Any) -> None:
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
+    message = f"--ratios {text!r}: expected three non-negative numbers like 0.8,0.1,0.1"
     try:
-        parts = tuple(float(p) for p in text.split(","))
+        parts = [float(p) for p in text.split(",")]
     except ValueError:
-        raise ClrecError(f"--ratios {text!r}: expected three numbers like 0.8,0.1,0.1") from None
+        raise ClrecError(message) from None
     if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise ClrecError(f"--ratios {text!r}: expected three non-negative numbers like 0.8,0.1,0.1")
-    return cast(tuple[float, float, float], parts)
+        raise ClrecError(message)
+    return parts[0], parts[1], parts[2]
 
 
 SchemeOption = Annotated[
@@ -112,11 +116,12 @@ def run_command(
     typer.echo(f"wrote {out / 'metrics.json'}")
 
 
-def _scheme(text: str) -> Literal["random", "loo", "temporal", "cold-item", "cold-user", "predefined"]:
-    schemes = ("random", "loo", "temporal", "cold-item", "cold-user", "predefined")
-    if text not in schemes:
-        raise ClrecError(f"unknown split scheme {text!r}; choose one of {', '.join(schemes)}")
-    return cast(Literal["random", "loo", "temporal", "cold-item", "cold-user", "predefined"], text)
+def _scheme(text: str) -> Scheme:
+    from clrec.data.splits import SCHEMES
+
+    if text not in SCHEMES:
+        raise ClrecError(f"unknown split scheme {text!r}; choose one of {', '.join(SCHEMES)}")
+    return cast("Scheme", text)
 
 
 @data_app.command("describe")
@@ -155,14 +160,16 @@ def check_command(
     timestamp: Annotated[str | None, typer.Option(help="Timestamp column.")] = None,
     label: Annotated[str | None, typer.Option(help="0/1 click label column.")] = None,
     event: Annotated[str | None, typer.Option(help="Event type column.")] = None,
-    sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
+    sep: Annotated[str | None, typer.Option(help="Field separator (default: by suffix).")] = None,
     rating_min: Annotated[float | None, typer.Option(help="Smallest valid rating.")] = None,
     rating_max: Annotated[float | None, typer.Option(help="Largest valid rating.")] = None,
     duplicates: Annotated[
         str, typer.Option(help="Repeated (user, item) pairs: reject | keep_last | aggregate.")
     ] = "reject",
     item_content: Annotated[Path | None, typer.Option(help="Item content file.")] = None,
-    item_id: Annotated[str, typer.Option(help="Item id column of the content file.")] = "item",
+    item_id: Annotated[
+        str | None, typer.Option(help="Item id column of the content file (default: inferred).")
+    ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of the files.")] = "utf-8",
 ) -> None:
     """Validate a data file or folder; print the first problem and exit 1, or a summary."""
@@ -229,7 +236,7 @@ def split_command(
     split = split_dataset(
         dataset, SplitConfig(scheme=_scheme(scheme), ratios=_parse_ratios(ratios), seed=seed)
     )
-    split.verify()
+    split.verify(dataset)
     dataset.save(out / "dataset")
     split.save(out / "split")
     summary = split.summary()

@@ -37,7 +37,7 @@ def run_quickstart(config: QuickstartConfig) -> dict[str, Any]:
         dataset = filters.binarize(dataset, config.rating_threshold)
     summary = describe(dataset)
     split = split_dataset(dataset, config.split)
-    split.verify()
+    split.verify(dataset)
     out = Path(config.out)
     split.save(out / "split")
     train = dataset.with_interactions(split.train)

@@ -24,18 +24,22 @@ def describe(dataset: Dataset) -> dict[str, Any]:
 
     ``users`` / ``items`` count those that occur in interactions (the figures papers quote);
     ``catalogue_users`` / ``catalogue_items`` also count profile-only and content-only entries.
+    ``interactions`` counts source events (a pair merged from repeats counts each repeat);
+    ``pairs`` counts the distinct (user, item) pairs models train on.
     """
     inter = dataset.interactions
     n_users = int(inter["user"].nunique())
     n_items = int(inter["item"].nunique())
     per_user = inter.groupby("user").size()
     per_item = inter.groupby("item").size()
+    events = int(inter["count"].sum()) if "count" in inter.columns else len(inter)
     summary: dict[str, Any] = {
         "name": dataset.name,
         "users": n_users,
         "items": n_items,
-        "interactions": int(len(inter)),
-        "density": round(len(inter) / (n_users * n_items), 6) if n_users and n_items else 0.0,
+        "interactions": events,
+        "pairs": len(inter),
+        "density": round(events / (n_users * n_items), 6) if n_users and n_items else 0.0,
         "catalogue_users": dataset.n_users,
         "catalogue_items": dataset.n_items,
         "interactions_per_user": _spread(per_user),
@@ -70,9 +74,9 @@ def describe(dataset: Dataset) -> dict[str, Any]:
         for name, matrix in dataset.item_vectors.items()
     }
     if dataset.user_relations is not None:
-        summary["user_relations"] = int(len(dataset.user_relations))
+        summary["user_relations"] = len(dataset.user_relations)
     if dataset.eval_negatives is not None:
-        summary["eval_negatives"] = int(len(dataset.eval_negatives))
+        summary["eval_negatives"] = len(dataset.eval_negatives)
     return summary
 
 

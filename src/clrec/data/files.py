@@ -94,6 +94,7 @@ def read_delimited(
             quoting=quoting,
             skip_blank_lines=True,
             engine="c",
+            index_col=False,
         )
     except pd.errors.ParserError as err:
         match = _PANDAS_LINE.search(str(err))

@@ -3,8 +3,9 @@
 A :class:`Dataset` holds:
 
 * ``interactions`` — one row per (user, item) pair with internal integer ids and optional
-  ``rating``, ``weight``, ``label``, ``timestamp`` (Unix seconds), ``event`` and ``split``
-  (a split that ships with the data set: ``train`` / ``valid`` / ``test``).
+  ``rating``, ``weight``, ``label``, ``timestamp`` (Unix seconds), ``count`` (source events
+  merged into this pair), ``event`` and ``split`` (a split that ships with the data set:
+  ``train`` / ``valid`` / ``test``).
 * ``items`` / ``users`` — row ``i`` describes internal id ``i``: column ``id`` is the external
   id (always a string, so id maps are lossless both ways) and the other columns are content
   (text, categories, tags, image references, numbers), null where unknown.
@@ -39,6 +40,7 @@ INTERACTION_DTYPES: dict[str, str] = {
     "weight": "float32",
     "label": "int8",
     "timestamp": "int64",
+    "count": "int64",
     "event": "string",
     "split": "string",
 }
@@ -154,15 +156,15 @@ class Dataset:
 
         negatives = None
         if eval_negatives is not None:
+            lists = list(eval_negatives["negatives"])
+            flat = item_index.get_indexer(pd.Index([str(i) for row in lists for i in row]))
+            bounds = np.cumsum([len(row) for row in lists])[:-1]
             negatives = pd.DataFrame(
                 {
                     "user": user_index.get_indexer(eval_negatives["user"].astype(str)),
                     "item": item_index.get_indexer(eval_negatives["item"].astype(str)),
                     "split": pd.array(eval_negatives["split"], dtype="string"),
-                    "negatives": [
-                        item_index.get_indexer(pd.Index([str(i) for i in row])).tolist()
-                        for row in eval_negatives["negatives"]
-                    ],
+                    "negatives": [part.tolist() for part in np.split(flat, bounds)],
                 }
             )
 

@@ -74,8 +74,13 @@ def parse_numbers(
         )
         if out_of_range.any():
             row = _first_bad_row(out_of_range)
+            bounds = " and ".join(
+                text
+                for text, bound in ((f">= {low}", low), (f"<= {high}", high))
+                if bound is not None
+            )
             raise DataError(
-                f"{column!r} value {numbers.iloc[row - 1]} is outside [{low}, {high}]",
+                f"{column!r} value {numbers.iloc[row - 1]} is out of range (must be {bounds})",
                 file=file,
                 row=row,
             )
@@ -102,27 +107,30 @@ def parse_timestamps(series: pd.Series, *, column: str, file: str | Path | None)
     if missing.any():
         raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
     numeric = pd.to_numeric(text, errors="coerce")
-    if numeric.notna().all():
-        if (numeric < 0).any():
-            row = _first_bad_row(numeric < 0)
+    negative = numeric < 0
+    if negative.any():
+        row = _first_bad_row(negative)
+        raise DataError(
+            f"{column!r} value {text.iloc[row - 1]!r} is a negative Unix time", file=file, row=row
+        )
+    seconds = numeric.astype("float64").round()
+    if numeric.isna().any():
+        parsed = pd.to_datetime(
+            text.where(numeric.isna()), errors="coerce", utc=True, format="ISO8601"
+        )
+        bad = parsed.isna() & numeric.isna()
+        if bad.any():
+            row = _first_bad_row(bad)
             raise DataError(
-                f"{column!r} value {text.iloc[row - 1]!r} is a negative Unix time",
+                f"{column!r} value {text.iloc[row - 1]!r} is neither Unix seconds nor an "
+                "ISO-8601 date-time",
                 file=file,
                 row=row,
             )
-        return numeric.astype("float64").round().astype("int64")
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna()
-    if bad.any():
-        row = _first_bad_row(bad)
-        raise DataError(
-            f"{column!r} value {text.iloc[row - 1]!r} is neither Unix seconds nor an ISO-8601 "
-            "date-time",
-            file=file,
-            row=row,
-        )
-    epoch = pd.Timestamp(0, tz="UTC")
-    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype("int64")
+        epoch = pd.Timestamp(0, tz="UTC")
+        from_dates = (parsed - epoch) // pd.Timedelta(seconds=1)
+        seconds = seconds.where(numeric.notna(), from_dates.astype("float64"))
+    return seconds.astype("int64")
 
 
 def resolve_duplicates(
@@ -132,7 +140,7 @@ def resolve_duplicates(
 
     ``reject`` raises naming both rows; ``keep_last`` keeps the later row (by timestamp when
     there is one, else by file order); ``aggregate`` merges them: mean rating, summed weight,
-    largest label, latest timestamp and the latest row's event.
+    largest label, latest timestamp, the latest row's event, and ``count`` = events merged.
     """
     key = ["user", "item"]
     duplicated = frame.duplicated(key, keep=False)
@@ -156,11 +164,15 @@ def resolve_duplicates(
     if policy == "keep_last":
         kept = ordered.drop_duplicates(key, keep="last")
         return kept.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    if "count" not in ordered.columns:
+        ordered["count"] = 1
     rules: dict[str, str] = {"_order": "min"}
     for column in ordered.columns:
         if column in (*key, "_order"):
             continue
-        rules[column] = {"rating": "mean", "weight": "sum", "label": "max"}.get(column, "last")
+        rules[column] = {"rating": "mean", "weight": "sum", "label": "max", "count": "sum"}.get(
+            column, "last"
+        )
     merged = ordered.groupby(key, sort=False, as_index=False).agg(rules)
     if "rating" in merged.columns:
         merged["rating"] = merged["rating"].astype("float32")

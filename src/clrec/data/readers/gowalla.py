@@ -8,7 +8,6 @@ can reproduce the published protocol.
 from __future__ import annotations
 
 import re
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ SPLIT_FILES: tuple[tuple[str, str], ...] = (
     ("valid", "valid.txt"),
     ("test", "test.txt"),
 )
-# Anything that is neither a digit nor whitespace makes a token that is not a 0-based id.
-_NOT_ID = re.compile(r"[^0-9\s]")
+# Anything that is neither a digit nor a space, tab or line end makes a token that is no id.
+_NOT_ID = re.compile(r"[^0-9 \t\r\n]")
 
 
 def _read_adjacency(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,21 +40,25 @@ def _read_adjacency(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             text.rfind("\t", 0, bad.start()),
             text.rfind("\n", 0, bad.start()),
         )
-        token = re.split(r"\s", text[start + 1 :], maxsplit=1)[0]
+        token = re.split(r"[ \t\r\n]", text[start + 1 :], maxsplit=1)[0]
         raise DataError(
             f"token {token!r} is not a 0-based integer id (expected 'user item item ...')",
             file=path,
             line=text.count("\n", 0, bad.start()) + 1,
         )
-    rows = [line.split() for line in text.split("\n")]
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    line_numbers = np.arange(1, len(rows) + 1)
-    present = lengths > 0
-    lengths, line_numbers = lengths[present], line_numbers[present]
-    users = np.array([r[0] for r in rows if r], dtype=np.int64)
-    items = np.array(list(chain.from_iterable(r[1:] for r in rows if r)), dtype=np.int64)
-    per_line = lengths - 1
-    return np.repeat(users, per_line), items, np.repeat(line_numbers, per_line)
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except (OverflowError, ValueError) as err:
+        raise DataError(f"an id does not fit a 64-bit integer ({err})", file=path) from err
+    # Token starts (a digit after whitespace or at the start) and the line each one is on.
+    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    digit = (raw >= ord("0")) & (raw <= ord("9"))
+    starts = np.flatnonzero(digit & ~np.concatenate(([False], digit[:-1])))
+    line_index = np.searchsorted(np.flatnonzero(raw == ord("\n")), starts)
+    first_on_line = np.concatenate(([True], line_index[1:] != line_index[:-1]))
+    users = np.repeat(values[first_on_line], np.diff(np.flatnonzero(np.r_[first_on_line, True])))
+    keep = ~first_on_line
+    return users[keep], values[keep], line_index[keep] + 1
 
 
 def read_gowalla(folder: str | Path) -> Dataset:
@@ -83,7 +86,10 @@ def read_gowalla(folder: str | Path) -> Dataset:
             )
         )
     interactions = pd.concat(frames, ignore_index=True)
-    repeated = interactions.duplicated(["user", "item"], keep="first")
+    if interactions.empty:
+        raise DataError("no (user, item) pairs in any split file", file=root)
+    pair = interactions["user"] * (int(interactions["item"].max()) + 1) + interactions["item"]
+    repeated = pair.duplicated(keep="first")
     if repeated.any():
         row = interactions[repeated].iloc[0]
         first = interactions[
