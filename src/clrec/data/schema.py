@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clrec.errors import DataError
+from clrec.manifest import read_manifest
 
 FieldKind = Literal["text", "category", "tags", "image", "number"]
 UnknownPolicy = Literal["keep", "drop", "error"]
@@ -281,18 +282,7 @@ class Dataset:
     def load(cls, directory: str | Path) -> Dataset:
         """Read a dataset written by :meth:`save`; refuses a folder that is not one."""
         root = Path(directory)
-        meta_path = root / "dataset.json"
-        if not meta_path.is_file():
-            raise DataError("not a saved clrec dataset (no dataset.json)", file=root)
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"dataset.json is not valid JSON ({err})", file=meta_path) from err
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(
-                f"schema version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}",
-                file=meta_path,
-            )
+        meta = read_manifest(root, "dataset.json", "schema_version", SCHEMA_VERSION)
 
         def optional(name: str) -> pd.DataFrame | None:
             path = root / name

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 
 from clrec.data.schema import INTERACTION_DTYPES, Dataset
 from clrec.errors import ClrecError, DataError
+from clrec.manifest import read_manifest
 
 Scheme = Literal["random", "loo", "temporal", "cold-item", "cold-user", "predefined"]
 SCHEMES: tuple[str, ...] = get_args(Scheme)
@@ -397,19 +398,7 @@ class Split:
     def load(cls, directory: str | Path) -> Split:
         """Read a split written by :meth:`save`; refuses a folder that is not one."""
         root = Path(directory)
-        meta_path = root / "split.json"
-        if not meta_path.is_file():
-            raise DataError("not a saved clrec split (no split.json)", file=root)
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"split.json is not valid JSON ({err})", file=meta_path) from err
-        if meta.get("format_version") != SPLIT_FORMAT_VERSION:
-            raise DataError(
-                f"split format version {meta.get('format_version')!r}, expected "
-                f"{SPLIT_FORMAT_VERSION}",
-                file=meta_path,
-            )
+        meta = read_manifest(root, "split.json", "format_version", SPLIT_FORMAT_VERSION)
         frames: dict[str, pd.DataFrame] = {}
         for name in PARTS:
             path = root / f"{name}.parquet"
