@@ -18,6 +18,7 @@ import typer
 from clrec.errors import ClrecError
 
 if TYPE_CHECKING:
+    from clrec.config import RunConfig
     from clrec.data.splits import Scheme
 
 P = ParamSpec("P")
@@ -78,27 +79,79 @@ SchemeOption = Annotated[
 @_user_errors
 def run_command(
     data: Annotated[str, typer.Option(help="Data set name or path.")] = "ml-latest-small",
-    out: Annotated[Path, typer.Option(help="Folder for the split, model and metrics.")] = Path(
-        "runs/quickstart"
-    ),
+    model: Annotated[str, typer.Option(help="Model name (see `clrec models`).")] = "itemknn",
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/quickstart"),
     scheme: SchemeOption = "random",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 2020,
     min_rating: Annotated[
         float | None, typer.Option(help="Keep ratings >= this as positives.")
     ] = None,
 ) -> None:
-    """The main job: describe the data, split it, fit and evaluate the baseline model."""
+    """The main job: describe the data, split it, fit, evaluate and report one model."""
+    from clrec.config import DataConfig, ModelConfig, RunConfig
     from clrec.data.splits import SplitConfig
-    from clrec.pipeline import QuickstartConfig, run_quickstart
 
-    config = QuickstartConfig(
-        dataset=data,
-        data_root=_data_root(),
-        rating_threshold=min_rating,
+    config = RunConfig(
+        data=DataConfig(name=data, min_rating=min_rating),
         split=SplitConfig(scheme=_scheme(scheme), seed=seed),
-        out=out,
+        model=ModelConfig(name=model),
     )
-    results = run_quickstart(config)
+    _run_and_print(config, out)
+
+
+@app.command("train")
+@_user_errors
+def train_command(
+    config_path: Annotated[Path, typer.Argument(help="Run config (YAML).", metavar="CONFIG")],
+    out: Annotated[Path, typer.Option(help="Run folder.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set model.params.reg_weight=500"),
+    ] = None,
+) -> None:
+    """Fit and evaluate the model a config describes; write metrics, summary and report."""
+    from clrec.config import RunConfig
+
+    _run_and_print(RunConfig.from_yaml(config_path, overrides or []), out)
+
+
+@app.command("evaluate")
+@_user_errors
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by train or run.")],
+) -> None:
+    """Re-evaluate a saved run (model, data and split as saved) and rewrite its metrics."""
+    from clrec.experiment import reevaluate
+
+    _print_metrics(reevaluate(run_dir), run_dir)
+
+
+@app.command("compare")
+@_user_errors
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="First run folder.")],
+    run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
+    metric: Annotated[str, typer.Option(help="Per-user metric to compare.")] = "ndcg@10",
+) -> None:
+    """Paired per-user significance test between two runs on the same split."""
+    from clrec.experiment import compare_runs
+
+    _print_json(compare_runs(run_a, run_b, metric))
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered models."""
+    from clrec.models.registry import MODELS
+
+    for name in sorted(MODELS):
+        typer.echo(name)
+
+
+def _run_and_print(config: RunConfig, out: Path) -> None:
+    from clrec.experiment import run_experiment
+
+    results = run_experiment(config, out, _data_root())
     summary = results["dataset"]
     typer.echo(
         f"{summary['name']}: {summary['users']:,} users, {summary['items']:,} items, "
@@ -106,12 +159,21 @@ def run_command(
     )
     sizes = results["split"]["sizes"]
     typer.echo(
-        f"split {scheme} (seed {seed}): train {sizes['train']['interactions']:,}, "
-        f"valid {sizes['valid']['interactions']:,}, test {sizes['test']['interactions']:,}"
+        f"split {config.split.scheme} (seed {config.split.seed}): "
+        f"train {sizes['train']['interactions']:,}, valid {sizes['valid']['interactions']:,}, "
+        f"test {sizes['test']['interactions']:,}"
     )
+    _print_metrics(results, out)
+
+
+def _print_metrics(results: dict[str, Any], out: Path) -> None:
     for part in ("valid", "test"):
         metrics = results[part]
-        shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in ("recall@10", "ndcg@10"))
+        shown = ", ".join(
+            f"{name} {metrics[name]:.4f}"
+            for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+            if name in metrics
+        )
         typer.echo(f"{results['model']} {part}: {shown}")
     typer.echo(f"wrote {out / 'metrics.json'}")
 

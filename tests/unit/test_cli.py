@@ -41,17 +41,23 @@ def test_missing_known_data_set_names_where_it_looked(
 
 
 @pytest.mark.slow
-def test_run_main_job_beats_nothing_and_writes_metrics(tmp_path: Path) -> None:
+def test_run_main_job_beats_popularity_and_writes_run_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "popularity"
+    assert metrics["model"] == "itemknn"
     assert metrics["dataset"]["interactions"] == 100836
-    # popularity on ml-latest-small is far from zero but far from perfect
-    assert 0.05 < metrics["test"]["ndcg@10"] < 0.5
     assert metrics["test"]["users"] == 610
-    assert (out / "model" / "item_counts.npy").is_file()
+    assert {"item_popularity", "user_activity"} <= set(metrics["segments"]["test"])
+    assert (out / "report.html").is_file() and (out / "summary.md").is_file()
+    # the main job's model must clearly beat popularity on the same split
+    popularity = runner.invoke(
+        app, ["run", "--model", "popularity", "--out", str(tmp_path / "pop")]
+    )
+    assert popularity.exit_code == 0, popularity.output
+    baseline = json.loads((tmp_path / "pop" / "metrics.json").read_text())
+    assert metrics["test"]["ndcg@10"] > 1.5 * baseline["test"]["ndcg@10"]
 
 
 def test_split_command_saves_dataset_and_split(tmp_path: Path) -> None:

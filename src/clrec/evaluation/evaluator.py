@@ -1,28 +1,264 @@
-"""Full-ranking evaluation in user batches, never holding more than one batch of scores."""
+"""Full-ranking evaluation in user batches, never holding more than one batch of scores.
+
+For each batch of users the model scores every catalogue item (``(B, n_items)``), the user's
+training items (and validation items when testing) are masked, and one top-K pass serves
+every K. Per-user results are kept, so the same pass yields segments (item popularity
+buckets incl. cold items, cold users, user activity buckets), beyond-accuracy measures and
+paired significance tests between runs.
+
+Sampled-negative evaluation (rank each user's held-out items among N sampled items they never
+interacted with) is available as an option and is labelled as such in every result; it
+overstates quality and exists only to compare with papers that use it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+import torch
 from tqdm.auto import tqdm
 
 from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
-from clrec.evaluation.metrics import TOPK_METRICS
+from clrec.errors import ClrecError
+from clrec.evaluation import metrics as measures
 from clrec.models.base import Recommender
+
+SEGMENT_METRICS = ("recall", "ndcg", "hit")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """What to measure: cut-offs, metrics and the user batch size (bounds memory)."""
+    """What to measure: cut-offs, metrics, the user batch size (bounds memory), protocol."""
 
     ks: tuple[int, ...] = (10, 20)
     metrics: tuple[str, ...] = ("recall", "ndcg", "hit", "mrr", "precision", "map")
     batch_size: int = 1024
+    # Score cells per batch (users × items) at most: a 1M-item catalogue gets batches of 32
+    # users instead of 1024, so one batch of float32 scores stays near 128 MB.
+    max_batch_cells: int = 2**25
+    sampled_negatives: int | None = None  # None: full ranking over all items
+    seed: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in measures.TOPK_METRICS]
+        if unknown:
+            raise ClrecError(f"unknown metric(s) {unknown}; known: {sorted(measures.TOPK_METRICS)}")
+        if not self.ks or min(self.ks) < 1:
+            raise ClrecError(f"evaluation ks must be positive integers, got {self.ks}")
+        if self.batch_size < 1:
+            raise ClrecError(f"evaluation batch_size must be >= 1, got {self.batch_size}")
+        if self.sampled_negatives is not None and self.sampled_negatives < 1:
+            raise ClrecError("sampled_negatives must be >= 1 (or None for full ranking)")
+
+    @property
+    def protocol(self) -> str:
+        if self.sampled_negatives is None:
+            return "full ranking over all items; seen items masked"
+        return (
+            f"SAMPLED: held-out items ranked among {self.sampled_negatives} sampled negatives "
+            "(not comparable with full-ranking numbers)"
+        )
+
+
+@dataclass
+class EvaluationResult:
+    """Mean metrics, per-user values, segments and beyond-accuracy measures of one pass."""
+
+    protocol: str
+    metrics: dict[str, float]
+    per_user: pd.DataFrame
+    segments: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, **self.metrics}
+
+
+class Evaluator:
+    """Evaluates models against a fixed catalogue and training set.
+
+    ``train`` fixes what counts as popular, cold or active; pass it once and evaluate as many
+    models and targets as needed.
+    """
+
+    def __init__(
+        self, dataset: Dataset, train: pd.DataFrame, config: EvaluationConfig | None = None
+    ) -> None:
+        self.dataset = dataset
+        self.config = config or EvaluationConfig()
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self.train_matrix = interaction_matrix(train, self.n_users, self.n_items)
+        self.item_counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()  # (I,)
+        self.user_counts = np.diff(self.train_matrix.indptr)  # (U,)
+        self.item_buckets = measures.popularity_buckets(self.item_counts)  # (I,) head / tail / cold
+
+    def evaluate(
+        self,
+        model: Recommender,
+        target: pd.DataFrame,
+        exclude: Sequence[pd.DataFrame] = (),
+    ) -> EvaluationResult:
+        """Rank for every user with target interactions; mask items in ``exclude`` frames."""
+        config = self.config
+        relevant = interaction_matrix(target, self.n_users, self.n_items)
+        masked = sp.csr_matrix((self.n_users, self.n_items), dtype=np.float32)
+        for part in exclude:
+            masked = masked + interaction_matrix(part, self.n_users, self.n_items)
+        masked = masked.tocsr()
+        users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+        max_k = max(config.ks)
+        if max_k > self.n_items:
+            raise ClrecError(f"evaluation k={max_k} exceeds the catalogue of {self.n_items} items")
+        names = [f"{m}@{k}" for m in config.metrics for k in config.ks]
+        per_user = np.zeros((len(users), len(names)), dtype=np.float64)
+        top_lists = np.zeros((len(users), max_k), dtype=np.int64)
+        bucket_names = ("head", "tail", "cold")
+        segment_sums = {b: np.zeros(len(SEGMENT_METRICS) * len(config.ks)) for b in bucket_names}
+        segment_users = dict.fromkeys(bucket_names, 0)
+        generator = torch.Generator().manual_seed(config.seed)
+
+        batch_size = max(1, min(config.batch_size, config.max_batch_cells // self.n_items))
+        batches = range(0, len(users), batch_size)
+        for start in tqdm(batches, desc="evaluating", unit="batch", disable=not config.progress):
+            batch = users[start : start + batch_size]
+            truth = relevant[batch].toarray() > 0  # (B, I)
+            scores = torch.from_numpy(np.array(model.score(batch), dtype=np.float32))  # (B, I)
+            if scores.shape != truth.shape:
+                raise ClrecError(
+                    f"{model.name}.score returned shape {tuple(scores.shape)}, "
+                    f"expected {truth.shape}"
+                )
+            seen = torch.from_numpy(masked[batch].toarray() > 0)  # (B, I)
+            scores[seen] = -torch.inf
+            if config.sampled_negatives is not None:
+                scores = self._keep_sampled(scores, torch.from_numpy(truth), seen, generator)
+            top = torch.topk(scores, k=max_k, dim=1).indices.numpy()  # (B, K)
+            top_lists[start : start + len(batch)] = top
+            hits = np.take_along_axis(truth, top, axis=1)  # (B, K)
+            n_relevant = truth.sum(axis=1)  # (B,)
+            per_user[start : start + len(batch)] = self._metric_columns(hits, n_relevant)
+            for bucket in bucket_names:
+                in_bucket = self.item_buckets == bucket  # (I,)
+                bucket_relevant = (truth & in_bucket).sum(axis=1)  # (B,)
+                rows = bucket_relevant > 0
+                if not rows.any():
+                    continue
+                bucket_hits = hits[rows] & in_bucket[top[rows]]
+                values = self._metric_columns(
+                    bucket_hits, bucket_relevant[rows], metrics=SEGMENT_METRICS
+                )
+                segment_sums[bucket] += values.sum(axis=0)
+                segment_users[bucket] += int(rows.sum())
+
+        table = pd.DataFrame(per_user, columns=names)
+        table.insert(0, "user", users)
+        table.insert(1, "train_interactions", self.user_counts[users])
+        means = {name: round(float(table[name].mean()), 6) if len(users) else 0.0 for name in names}
+        means["users"] = float(len(users))
+        means.update(self._beyond_accuracy(top_lists))
+        segments = {
+            "item_popularity": {
+                bucket: self._segment_row(segment_sums[bucket], segment_users[bucket])
+                for bucket in bucket_names
+                if segment_users[bucket]
+            },
+            **self._user_segments(table),
+        }
+        return EvaluationResult(config.protocol, means, table, segments)
+
+    # ------------------------------------------------------------------ pieces
+    def _keep_sampled(
+        self,
+        scores: torch.Tensor,
+        truth: torch.Tensor,
+        seen: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Keep each user's relevant items and N random never-interacted items; drop the rest."""
+        count = self.config.sampled_negatives or 0
+        noise = torch.rand(scores.shape, generator=generator)  # (B, I)
+        noise[truth | seen] = -1.0  # never sample a positive or a seen item
+        negatives = torch.topk(noise, k=min(count, scores.shape[1]), dim=1).indices  # (B, N)
+        keep = truth.clone()
+        keep.scatter_(1, negatives, True)
+        keep &= ~seen
+        return scores.masked_fill(~keep, -torch.inf)
+
+    def _metric_columns(
+        self,
+        hits: np.ndarray,
+        n_relevant: np.ndarray,
+        metrics: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Per-user values ``(B, len(metrics) * len(ks))`` in metric-major order."""
+        columns = [
+            measures.TOPK_METRICS[metric](hits, n_relevant, k)
+            for metric in (metrics or self.config.metrics)
+            for k in self.config.ks
+        ]
+        return np.stack(columns, axis=1)
+
+    def _segment_row(self, sums: np.ndarray, users: int) -> dict[str, float]:
+        names = [f"{m}@{k}" for m in SEGMENT_METRICS for k in self.config.ks]
+        row = {name: round(float(v) / users, 6) for name, v in zip(names, sums, strict=True)}
+        row["users"] = float(users)
+        return row
+
+    def _user_segments(self, table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+        """Cold users (no training interactions) and activity tertiles of the rest."""
+        columns = [f"{m}@{k}" for m in SEGMENT_METRICS for k in self.config.ks]
+        columns = [c for c in columns if c in table.columns]
+
+        def row(part: pd.DataFrame) -> dict[str, float]:
+            values = {c: round(float(part[c].mean()), 6) for c in columns}
+            values["users"] = float(len(part))
+            return values
+
+        counts = table["train_interactions"]
+        result: dict[str, dict[str, dict[str, float]]] = {"user_activity": {}}
+        cold = table[counts == 0]
+        if len(cold):
+            result["cold_users"] = {"cold": row(cold)}
+        warm = table[counts > 0]
+        if len(warm):
+            edges = np.unique(np.quantile(warm["train_interactions"], [1 / 3, 2 / 3]).astype(int))
+            low = 1
+            for edge in [*edges.tolist(), int(warm["train_interactions"].max())]:
+                part = warm[
+                    (warm["train_interactions"] >= low) & (warm["train_interactions"] <= edge)
+                ]
+                if len(part):
+                    label = f"{low}-{edge}" if edge > low else f"{low}"
+                    result["user_activity"][label] = row(part)
+                low = edge + 1
+        return result
+
+    def _beyond_accuracy(self, top_lists: np.ndarray) -> dict[str, float]:
+        """Coverage, average popularity, Gini index and tail share of the top-K lists."""
+        values: dict[str, float] = {}
+        if not len(top_lists):
+            return values
+        tail = self.item_buckets != "head"
+        for k in self.config.ks:
+            values[f"coverage@{k}"] = round(
+                float(measures.coverage_at_k(top_lists, self.n_items, k)), 6
+            )
+            values[f"average_popularity@{k}"] = round(
+                float(measures.average_popularity_at_k(top_lists, self.item_counts, k)), 4
+            )
+            values[f"gini@{k}"] = round(
+                float(measures.gini_index_at_k(top_lists, self.n_items, k)), 6
+            )
+            values[f"tail_share@{k}"] = round(
+                float(measures.tail_share_at_k(top_lists, tail, k)), 6
+            )
+        return values
 
 
 def evaluate(
@@ -33,32 +269,12 @@ def evaluate(
     exclude: Sequence[Dataset] = (),
     config: EvaluationConfig | None = None,
 ) -> dict[str, float]:
-    """Mean top-K metrics of ``model`` on ``target``'s interactions over all catalogue items.
+    """Mean metrics of ``model`` on ``target``; the first of ``exclude`` is the training set.
 
-    Items a user has in any of ``exclude`` (typically train, and valid when testing) are
-    removed from that user's ranking. Users without target interactions are skipped.
-    ``dataset`` fixes the catalogue size.
+    A shortcut over :class:`Evaluator` for one pass; items users have in any ``exclude``
+    data set are masked.
     """
-    config = config or EvaluationConfig()
-    relevant = interaction_matrix(target.interactions, dataset.n_users, dataset.n_items)
-    masked = sp.csr_matrix((dataset.n_users, dataset.n_items), dtype=np.float32)
-    for part in exclude:
-        masked = masked + interaction_matrix(part.interactions, dataset.n_users, dataset.n_items)
-    masked = masked.tocsr()
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    max_k = max(config.ks)
-    totals = {f"{m}@{k}": 0.0 for m in config.metrics for k in config.ks}
-    batches = range(0, len(users), config.batch_size)
-    for start in tqdm(batches, desc="evaluating", unit="batch", disable=not config.progress):
-        batch = users[start : start + config.batch_size]
-        top_items, _ = model.recommend(batch, max_k, exclude=masked)
-        truth = relevant[batch]
-        hits = np.take_along_axis(truth.toarray() > 0, top_items, axis=1)  # (B, K)
-        n_relevant = np.diff(truth.indptr)
-        for metric in config.metrics:
-            for k in config.ks:
-                totals[f"{metric}@{k}"] += float(TOPK_METRICS[metric](hits, n_relevant, k).sum())
-    count = max(len(users), 1)
-    results = {name: round(total / count, 6) for name, total in totals.items()}
-    results["users"] = float(len(users))
-    return results
+    train = exclude[0].interactions if exclude else target.interactions.iloc[:0]
+    evaluator = Evaluator(dataset, train, config)
+    result = evaluator.evaluate(model, target.interactions, [part.interactions for part in exclude])
+    return result.metrics

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,15 +13,33 @@ import torch
 
 from clrec.data.schema import Dataset
 
+Validator = Callable[["Recommender"], dict[str, float]]
+"""Scores a model on validation data (e.g. ``{"ndcg@10": 0.31, ...}``); iterative models call
+it between epochs for early stopping and the training curve."""
+
 
 class Recommender(ABC):
     """A model that scores every catalogue item for a batch of users."""
 
     name: str = "recommender"
 
+    @classmethod
+    def from_config(cls, params: dict[str, Any]) -> Self:
+        """Build from named hyper-parameters (a config's ``model.params``)."""
+        return cls(**params)
+
     @abstractmethod
-    def fit(self, train: Dataset) -> Self:
-        """Learn from ``train`` (a Dataset holding only training interactions)."""
+    def fit(self, train: Dataset, validator: Validator | None = None) -> Self:
+        """Learn from ``train`` (a Dataset holding only training interactions).
+
+        Iterative models evaluate with ``validator`` between epochs, keep the best state and
+        record the curve in :attr:`history`; closed-form models ignore it.
+        """
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """Training curve: one dict per evaluated epoch (loss, validation metrics)."""
+        return []
 
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:

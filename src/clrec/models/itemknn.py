@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
-from clrec.models.base import Recommender
+from clrec.models.base import Recommender, Validator
 
 
 class ItemKNN(Recommender):
@@ -34,11 +34,11 @@ class ItemKNN(Recommender):
         self.shrink = shrink
         self.block_size = block_size
         self.similarity: sp.csr_matrix | None = None  # (n_items, n_items), k per row
-        self.history: sp.csr_matrix | None = None  # (n_users, n_items)
+        self.seen: sp.csr_matrix | None = None  # (n_users, n_items)
 
-    def fit(self, train: Dataset) -> Self:
-        history = interaction_matrix(train.interactions, train.n_users, train.n_items)
-        by_item = history.T.tocsr()  # (I, U)
+    def fit(self, train: Dataset, validator: Validator | None = None) -> Self:
+        seen = interaction_matrix(train.interactions, train.n_users, train.n_items)
+        by_item = seen.T.tocsr()  # (I, U)
         norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1)).ravel())  # (I,)
         n_items = train.n_items
         k = min(self.k, max(n_items - 1, 1))
@@ -46,7 +46,7 @@ class ItemKNN(Recommender):
         blocks = range(0, n_items, self.block_size)
         for start in tqdm(blocks, desc="itemknn similarities", unit="block", leave=False):
             stop = min(start + self.block_size, n_items)
-            overlap = torch.from_numpy((by_item[start:stop] @ history).toarray())  # (b, I)
+            overlap = torch.from_numpy((by_item[start:stop] @ seen).toarray())  # (b, I)
             denominator = np.outer(norms[start:stop], norms) + self.shrink + 1e-12
             similarity = overlap / torch.from_numpy(denominator)
             block_rows = torch.arange(stop - start)
@@ -64,21 +64,21 @@ class ItemKNN(Recommender):
         # RecBole keeps each item's top-k *columns*: score_j = sum_i x_ui sim(i, j) over the
         # k items i most similar to j, so the kept neighbourhood belongs to the scored item.
         self.similarity = matrix.T.tocsr()
-        self.history = history
+        self.seen = seen
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        if self.similarity is None or self.history is None:
+        if self.similarity is None or self.seen is None:
             raise ClrecError("ItemKNN.score called before fit")
-        return np.asarray((self.history[users] @ self.similarity).todense(), dtype=np.float32)
+        return np.asarray((self.seen[users] @ self.similarity).todense(), dtype=np.float32)
 
     def save(self, directory: str | Path) -> Path:
-        if self.similarity is None or self.history is None:
+        if self.similarity is None or self.seen is None:
             raise ClrecError("ItemKNN.save called before fit")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         sp.save_npz(out / "similarity.npz", self.similarity)
-        sp.save_npz(out / "history.npz", self.history)
+        sp.save_npz(out / "seen.npz", self.seen)
         meta = {"model": self.name, "k": self.k, "shrink": self.shrink}
         (out / "model.json").write_text(json.dumps(meta) + "\n")
         return out
@@ -89,5 +89,5 @@ class ItemKNN(Recommender):
         meta = json.loads((root / "model.json").read_text())
         model = cls(k=int(meta["k"]), shrink=float(meta["shrink"]))
         model.similarity = sp.load_npz(root / "similarity.npz").tocsr()
-        model.history = sp.load_npz(root / "history.npz").tocsr()
+        model.seen = sp.load_npz(root / "seen.npz").tocsr()
         return model

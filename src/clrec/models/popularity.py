@@ -10,7 +10,7 @@ import numpy as np
 
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
-from clrec.models.base import Recommender
+from clrec.models.base import Recommender, Validator
 
 
 class Popularity(Recommender):
@@ -21,7 +21,7 @@ class Popularity(Recommender):
     def __init__(self) -> None:
         self.item_counts: np.ndarray | None = None  # (n_items,)
 
-    def fit(self, train: Dataset) -> Self:
+    def fit(self, train: Dataset, validator: Validator | None = None) -> Self:
         counts = np.bincount(train.interactions["item"].to_numpy(), minlength=train.n_items)
         # A tiny decreasing offset breaks ties by item id, so rankings are deterministic.
         self.item_counts = counts.astype(np.float32) - np.arange(train.n_items) * 1e-7

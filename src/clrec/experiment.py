@@ -1,0 +1,154 @@
+"""One experiment run: data → split → fit → evaluate → a run folder with metrics and report.
+
+A run folder holds everything needed to re-evaluate or compare it later::
+
+    config.yaml          the resolved RunConfig
+    dataset/  split/     the filtered data set and its saved split
+    model/               the fitted model (``model.json`` names its class)
+    metrics.json         valid / test metrics, segments, history, timings, data summary
+    per_user_valid.parquet, per_user_test.parquet   per-user metrics (significance tests)
+    summary.md, report.html
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from clrec.config import RunConfig
+from clrec.data import filters, registry
+from clrec.data.describe import describe
+from clrec.data.schema import Dataset
+from clrec.data.splits import Split, split_dataset
+from clrec.errors import ClrecError
+from clrec.evaluation.evaluator import Evaluator
+from clrec.evaluation.metrics import paired_test
+from clrec.models.base import Recommender
+from clrec.models.registry import build_model, load_model
+
+
+def prepare_data(config: RunConfig, data_root: Path | None) -> Dataset:
+    """Load the configured data set and apply its filters."""
+    dataset = registry.load(config.data.name, data_root)
+    if config.data.min_rating is not None:
+        dataset = filters.binarize(dataset, config.data.min_rating)
+    if config.data.k_core > 0:
+        dataset = filters.k_core(dataset, config.data.k_core, config.data.k_core)
+    if config.data.drop_unused:
+        dataset = filters.compact(dataset)
+    return dataset
+
+
+def run_experiment(
+    config: RunConfig, out: str | Path, data_root: Path | None = None
+) -> dict[str, Any]:
+    """Fit and evaluate the configured model; write the run folder and return its metrics."""
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_plain(), sort_keys=False))
+    dataset = prepare_data(config, data_root)
+    split = split_dataset(dataset, config.split)
+    split.verify(dataset)
+    dataset.save(run_dir / "dataset")
+    split.save(run_dir / "split")
+
+    model = build_model(config.model.name, config.model.params)
+    evaluator = Evaluator(dataset, split.train, config.evaluation)
+    quiet = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))
+
+    def validator(candidate: Recommender) -> dict[str, float]:
+        return quiet.evaluate(candidate, split.valid, [split.train]).metrics
+
+    started = time.perf_counter()
+    model.fit(dataset.with_interactions(split.train), validator)
+    fit_seconds = time.perf_counter() - started
+    model.save(run_dir / "model")
+
+    results = _evaluate_and_write(run_dir, model, evaluator, split)
+    results.update(
+        {
+            "model": model.name,
+            "dataset": describe(dataset),
+            "split": split.summary(),
+            "history": model.history,
+            "config": config.to_plain(),
+        }
+    )
+    results["timing"]["fit_seconds"] = round(fit_seconds, 3)
+    return _write_metrics(run_dir, results, config.report)
+
+
+def reevaluate(run_dir: str | Path) -> dict[str, Any]:
+    """Evaluate a saved run again from its folder (model, data and split as saved)."""
+    root = Path(run_dir)
+    metrics_path = root / "metrics.json"
+    if not metrics_path.is_file():
+        raise ClrecError(f"{root}: not a clrec run folder (no metrics.json)")
+    config = RunConfig.from_yaml(root / "config.yaml")
+    dataset = Dataset.load(root / "dataset")
+    split = Split.load(root / "split")
+    model = load_model(root / "model")
+    previous = json.loads(metrics_path.read_text())
+    results = _evaluate_and_write(
+        root, model, Evaluator(dataset, split.train, config.evaluation), split
+    )
+    previous.update({k: v for k, v in results.items() if k != "timing"})
+    previous.setdefault("timing", {}).update(results["timing"])
+    return _write_metrics(root, previous, config.report)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "ndcg@10") -> dict[str, Any]:
+    """Paired per-user test of ``metric`` on the test users two runs share."""
+    frames = []
+    for run in (run_a, run_b):
+        path = Path(run) / "per_user_test.parquet"
+        if not path.is_file():
+            raise ClrecError(f"{run}: no per_user_test.parquet (not a clrec run folder?)")
+        frame = pd.read_parquet(path)
+        if metric not in frame.columns:
+            known = [c for c in frame.columns if "@" in c]
+            raise ClrecError(f"{path}: no metric {metric!r}; known: {', '.join(known)}")
+        frames.append(frame.set_index("user")[metric])
+    joined = pd.concat(frames, axis=1, join="inner", keys=["a", "b"])
+    if joined.empty:
+        raise ClrecError("the two runs share no test users; were they made on the same split?")
+    result = paired_test(joined["a"].to_numpy(), joined["b"].to_numpy())
+    return {"metric": metric, "run_a": str(run_a), "run_b": str(run_b), **result}
+
+
+def _evaluate_and_write(
+    run_dir: Path, model: Recommender, evaluator: Evaluator, split: Split
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    valid = evaluator.evaluate(model, split.valid, [split.train])
+    valid_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    test = evaluator.evaluate(model, split.test, [split.train, split.valid])
+    test_seconds = time.perf_counter() - started
+    valid.per_user.to_parquet(run_dir / "per_user_valid.parquet", index=False)
+    test.per_user.to_parquet(run_dir / "per_user_test.parquet", index=False)
+    return {
+        "protocol": test.protocol,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "segments": {"valid": valid.segments, "test": test.segments},
+        "timing": {
+            "valid_evaluate_seconds": round(valid_seconds, 3),
+            "test_evaluate_seconds": round(test_seconds, 3),
+        },
+    }
+
+
+def _write_metrics(run_dir: Path, results: dict[str, Any], report: bool) -> dict[str, Any]:
+    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if report:
+        from clrec.evaluation.report import write_report
+
+        write_report(results, run_dir)
+    return results
