@@ -97,6 +97,10 @@ class Evaluator:
         self.item_counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()  # (I,)
         self.user_counts = np.diff(self.train_matrix.indptr)  # (U,)
         self.item_buckets = measures.popularity_buckets(self.item_counts)  # (I,) head / tail / cold
+        self.bucket_names = ("head", "tail", "cold")
+        self.bucket_codes = np.zeros(self.n_items, dtype=np.int64)  # (I,) index into names
+        for code, bucket in enumerate(self.bucket_names):
+            self.bucket_codes[self.item_buckets == bucket] = code
 
     def evaluate(
         self,
@@ -118,43 +122,51 @@ class Evaluator:
         names = [f"{m}@{k}" for m in config.metrics for k in config.ks]
         per_user = np.zeros((len(users), len(names)), dtype=np.float64)
         top_lists = np.zeros((len(users), max_k), dtype=np.int64)
-        bucket_names = ("head", "tail", "cold")
-        segment_sums = {b: np.zeros(len(SEGMENT_METRICS) * len(config.ks)) for b in bucket_names}
-        segment_users = dict.fromkeys(bucket_names, 0)
+        bucket_names = self.bucket_names
+        segment_sums = np.zeros((len(bucket_names), len(SEGMENT_METRICS) * len(config.ks)))
+        segment_users = np.zeros(len(bucket_names), dtype=np.int64)
         generator = torch.Generator().manual_seed(config.seed)
 
         batch_size = max(1, min(config.batch_size, config.max_batch_cells // self.n_items))
         batches = range(0, len(users), batch_size)
         for start in tqdm(batches, desc="evaluating", unit="batch", disable=not config.progress):
             batch = users[start : start + batch_size]
-            truth = relevant[batch].toarray() > 0  # (B, I)
-            scores = torch.from_numpy(np.array(model.score(batch), dtype=np.float32))  # (B, I)
-            if scores.shape != truth.shape:
+            rows = np.arange(len(batch))
+            raw = np.asarray(model.score(batch), dtype=np.float32)
+            # masking writes into the scores: copy only what the model does not let us write
+            scores = torch.from_numpy(raw if raw.flags.writeable else raw.copy())  # (B, I)
+            if scores.shape != (len(batch), self.n_items):
                 raise ClrecError(
                     f"{model.name}.score returned shape {tuple(scores.shape)}, "
-                    f"expected {truth.shape}"
+                    f"expected {(len(batch), self.n_items)}"
                 )
-            seen = torch.from_numpy(masked[batch].toarray() > 0)  # (B, I)
-            scores[seen] = -torch.inf
+            seen = masked[batch].tocoo()
+            scores[torch.from_numpy(seen.row), torch.from_numpy(seen.col)] = -torch.inf
+            truth_rows = relevant[batch]  # (B, I) sparse
             if config.sampled_negatives is not None:
-                scores = self._keep_sampled(scores, torch.from_numpy(truth), seen, generator)
+                scores = self._keep_sampled(scores, truth_rows, seen, generator)
             top = torch.topk(scores, k=max_k, dim=1).indices.numpy()  # (B, K)
             top_lists[start : start + len(batch)] = top
-            hits = np.take_along_axis(truth, top, axis=1)  # (B, K)
-            n_relevant = truth.sum(axis=1)  # (B,)
+            n_relevant = np.diff(truth_rows.indptr)  # (B,)
+            row_of = np.repeat(rows, n_relevant)  # batch row of each relevant entry
+            # membership of each ranked item in its user's relevant set, via (row, item) keys
+            relevant_keys = row_of * self.n_items + truth_rows.indices  # (nnz,)
+            hits = np.isin(rows[:, None] * self.n_items + top, relevant_keys)  # (B, K)
             per_user[start : start + len(batch)] = self._metric_columns(hits, n_relevant)
-            for bucket in bucket_names:
-                in_bucket = self.item_buckets == bucket  # (I,)
-                bucket_relevant = (truth & in_bucket).sum(axis=1)  # (B,)
-                rows = bucket_relevant > 0
-                if not rows.any():
+            # relevant items per (user, bucket): (B, n_buckets)
+            bucket_relevant = np.zeros((len(batch), len(bucket_names)), dtype=np.int64)
+            np.add.at(bucket_relevant, (row_of, self.bucket_codes[truth_rows.indices]), 1)
+            top_codes = self.bucket_codes[top]  # (B, K)
+            for code in range(len(bucket_names)):
+                users_in = bucket_relevant[:, code] > 0
+                if not users_in.any():
                     continue
-                bucket_hits = hits[rows] & in_bucket[top[rows]]
+                bucket_hits = hits[users_in] & (top_codes[users_in] == code)
                 values = self._metric_columns(
-                    bucket_hits, bucket_relevant[rows], metrics=SEGMENT_METRICS
+                    bucket_hits, bucket_relevant[users_in, code], metrics=SEGMENT_METRICS
                 )
-                segment_sums[bucket] += values.sum(axis=0)
-                segment_users[bucket] += int(rows.sum())
+                segment_sums[code] += values.sum(axis=0)
+                segment_users[code] += int(users_in.sum())
 
         table = pd.DataFrame(per_user, columns=names)
         table.insert(0, "user", users)
@@ -164,9 +176,9 @@ class Evaluator:
         means.update(self._beyond_accuracy(top_lists))
         segments = {
             "item_popularity": {
-                bucket: self._segment_row(segment_sums[bucket], segment_users[bucket])
-                for bucket in bucket_names
-                if segment_users[bucket]
+                bucket: self._segment_row(segment_sums[code], int(segment_users[code]))
+                for code, bucket in enumerate(bucket_names)
+                if segment_users[code]
             },
             **self._user_segments(table),
         }
@@ -176,18 +188,21 @@ class Evaluator:
     def _keep_sampled(
         self,
         scores: torch.Tensor,
-        truth: torch.Tensor,
-        seen: torch.Tensor,
+        truth: sp.csr_matrix,
+        seen: sp.coo_matrix,
         generator: torch.Generator,
     ) -> torch.Tensor:
         """Keep each user's relevant items and N random never-interacted items; drop the rest."""
         count = self.config.sampled_negatives or 0
+        positives = torch.from_numpy(truth.toarray() > 0)  # (B, I)
+        seen_mask = torch.zeros_like(positives)
+        seen_mask[torch.from_numpy(seen.row), torch.from_numpy(seen.col)] = True
         noise = torch.rand(scores.shape, generator=generator)  # (B, I)
-        noise[truth | seen] = -1.0  # never sample a positive or a seen item
+        noise[positives | seen_mask] = -1.0  # never sample a positive or a seen item
         negatives = torch.topk(noise, k=min(count, scores.shape[1]), dim=1).indices  # (B, N)
-        keep = truth.clone()
+        keep = positives.clone()
         keep.scatter_(1, negatives, True)
-        keep &= ~seen
+        keep &= ~seen_mask
         return scores.masked_fill(~keep, -torch.inf)
 
     def _metric_columns(

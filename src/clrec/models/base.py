@@ -43,7 +43,11 @@ class Recommender(ABC):
 
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores ``(len(users), n_items)`` float32; higher means recommend first."""
+        """Scores ``(len(users), n_items)`` float32; higher means recommend first.
+
+        The caller owns the result and may write into it (the evaluator masks seen items in
+        place), so never return a writeable view of the model's own state.
+        """
 
     def recommend(
         self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None

@@ -47,8 +47,8 @@ class EASE(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         if self.weights is None or self.seen is None:
             raise ClrecError("EASE.score called before fit")
-        rows = self.seen[users].toarray()  # (B, I)
-        return rows @ self.weights
+        # sparse history rows times the dense weights: cost grows with history length, not I²
+        return np.asarray(self.seen[users] @ self.weights, dtype=np.float32)  # (B, I)
 
     def save(self, directory: str | Path) -> Path:
         if self.weights is None or self.seen is None:
