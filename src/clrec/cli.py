@@ -139,6 +139,40 @@ def compare_command(
     _print_json(compare_runs(run_a, run_b, metric))
 
 
+@app.command("encode")
+@_user_errors
+def encode_command(
+    name_or_path: Annotated[str, typer.Argument(help="Known data set name, or a path.")],
+    cache: Annotated[Path, typer.Option(help="Embedding cache folder (reused across runs).")],
+    modality: Annotated[
+        str, typer.Option(help="text | image | all (all: text, image and precomputed).")
+    ] = "all",
+    backend: Annotated[str, typer.Option(help="Text backend: torch | onnx-int8.")] = "torch",
+    model: Annotated[
+        str | None, typer.Option(help="Local text model folder (default: packaged MiniLM).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the encoders.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Save the data set with its new item vectors here.")
+    ] = None,
+) -> None:
+    """Encode item content into vectors (cached by content); print encoded / cached / skipped."""
+    from clrec.data import registry
+    from clrec.encoders.modalities import dataset_modalities, encode_dataset
+
+    if modality not in ("text", "image", "all"):
+        raise ClrecError(f"--modality must be text, image or all, got {modality!r}")
+    dataset = registry.load(name_or_path, _data_root())
+    specs = dataset_modalities(dataset, modality, backend=backend, model=model, threads=threads)
+    vectors, summary = encode_dataset(dataset, specs, cache)
+    for line in summary.lines():
+        typer.echo(line)
+    if out is not None:
+        dataset.item_vectors = {**dataset.item_vectors, **vectors}
+        dataset.check_integrity()
+        typer.echo(f"wrote {dataset.save(out)}")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered models."""

@@ -84,7 +84,8 @@ def propagate(adjacency: Tensor, embeddings: Tensor, n_layers: int) -> Tensor:
     layer = embeddings
     total = embeddings
     for _ in range(n_layers):
-        layer = _SymmetricSparseMM.apply(adjacency, layer)  # type: ignore[no-untyped-call]  # (N, D)
+        # (N, D); apply is untyped in torch's stubs
+        layer = _SymmetricSparseMM.apply(adjacency, layer)  # type: ignore[no-untyped-call]
         total = total + layer
     result: Tensor = total / (n_layers + 1)
     return result
@@ -104,7 +105,7 @@ class LightGCN(EmbeddingRecommender):
         embedding_size: int = 64,
         n_layers: int = 3,
         lr: float = 1e-2,
-        reg_weight: float = 1e-4,
+        reg_weight: float = 1e-3,
         batch_size: int = 16384,
         epochs: int = 300,
         eval_every: int = 1,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -39,12 +40,18 @@ def resolve_device(device: str | None) -> torch.device:
 class EmbeddingTables(nn.Module):
     """The trainable layer-0 embeddings: ``user`` (U, D) and ``item`` (I, D)."""
 
-    def __init__(
-        self, n_users: int, n_items: int, dim: int, init_std: float, generator: torch.Generator
-    ) -> None:
+    def __init__(self, user: Tensor, item: Tensor) -> None:
         super().__init__()
-        self.user = nn.Parameter(torch.randn(n_users, dim, generator=generator) * init_std)
-        self.item = nn.Parameter(torch.randn(n_items, dim, generator=generator) * init_std)
+        self.user = nn.Parameter(user)  # (U, D)
+        self.item = nn.Parameter(item)  # (I, D)
+
+    @classmethod
+    def random(cls, n_users: int, n_items: int, dim: int, std: float, seed: int) -> EmbeddingTables:
+        """Normal(0, std²) tables drawn from a private generator (global RNG untouched)."""
+        generator = torch.Generator().manual_seed(seed)
+        user = torch.randn(n_users, dim, generator=generator) * std
+        item = torch.randn(n_items, dim, generator=generator) * std
+        return cls(user, item)
 
 
 class EmbeddingRecommender(Recommender):
@@ -152,9 +159,8 @@ class EmbeddingRecommender(Recommender):
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
         try:
-            generator = torch.Generator().manual_seed(self.seed)
-            self.tables = EmbeddingTables(
-                train.n_users, train.n_items, self.embedding_size, self.init_std, generator
+            self.tables = EmbeddingTables.random(
+                train.n_users, train.n_items, self.embedding_size, self.init_std, self.seed
             ).to(device)
             self.prepare(train, device)
             sampler = NegativeSampler(
@@ -163,19 +169,14 @@ class EmbeddingRecommender(Recommender):
                 train.n_items,
                 seed=self.seed,
             )
-
-            def validate() -> dict[str, float]:
-                self.refresh()
-                assert validator is not None
-                return validator(self)
-
+            validate = None if validator is None else partial(self._validate, validator)
             result = train_pairwise(
                 self.tables,
                 self.batch_loss,
                 sampler,
                 self.trainer_config,
                 device=device,
-                validate=validate if validator is not None else None,
+                validate=validate,
             )
             self._history = result.history
             self.best_epoch = result.best_epoch
@@ -183,6 +184,11 @@ class EmbeddingRecommender(Recommender):
         finally:
             torch.set_num_threads(previous_threads)
         return self
+
+    def _validate(self, validator: Validator) -> dict[str, float]:
+        """Refresh the scoring cache, then let ``validator`` score this model."""
+        self.refresh()
+        return validator(self)
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -214,8 +220,6 @@ class EmbeddingRecommender(Recommender):
         meta = {
             "model": self.name,
             "params": self.params(),
-            "n_users": int(self.tables.user.shape[0]),
-            "n_items": int(self.tables.item.shape[0]),
             "best_epoch": self.best_epoch,
             "history": self._history,
         }
@@ -231,14 +235,7 @@ class EmbeddingRecommender(Recommender):
         model = cls.from_config(meta["params"])
         device = resolve_device(model.device)
         state = torch.load(root / "weights.pt", map_location="cpu", weights_only=True)
-        generator = torch.Generator().manual_seed(model.seed)
-        tables = EmbeddingTables(
-            int(meta["n_users"]), int(meta["n_items"]), model.embedding_size, 1.0, generator
-        )
-        with torch.no_grad():
-            tables.user.copy_(state["user"])
-            tables.item.copy_(state["item"])
-        model.tables = tables.to(device)
+        model.tables = EmbeddingTables(state["user"], state["item"]).to(device)
         model._user_final = state["user_final"].to(device)
         model._item_final = state["item_final"].to(device)
         model.best_epoch = int(meta.get("best_epoch", 0))
@@ -254,8 +251,10 @@ class EmbeddingRecommender(Recommender):
 class BPRMF(EmbeddingRecommender):
     """Matrix factorisation with BPR (Rendle et al. 2009): score = ``e_u · e_i``.
 
-    Defaults are tuned for ML-1M-sized data on 2 CPU cores: large batches with a raised
-    learning rate converge in tens of epochs of ~1 s each.
+    Defaults (tuned on ML-1M, ratings ≥ 3, validation NDCG@10): a small initialisation
+    (std 0.02, like RecBole's Xavier init) generalises far better than std 0.1; an L2 weight
+    of 1e-2 lets Adam run at 2e-3 without the early overfitting seen with no L2 at that
+    rate; the best epoch lands around 60.
     """
 
     name = "bpr"
@@ -263,13 +262,13 @@ class BPRMF(EmbeddingRecommender):
     def __init__(
         self,
         embedding_size: int = 64,
-        lr: float = 5e-3,
-        reg_weight: float = 1e-4,
+        lr: float = 2e-3,
+        reg_weight: float = 1e-2,
         batch_size: int = 4096,
-        epochs: int = 200,
+        epochs: int = 300,
         eval_every: int = 1,
         patience: int = 10,
-        init_std: float = 0.1,
+        init_std: float = 0.02,
         seed: int = 2020,
         device: str | None = None,
         num_threads: int | None = None,
