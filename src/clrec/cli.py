@@ -277,7 +277,7 @@ def check_command(
     ):
         dataset = load(path)
     else:
-        from clrec.data.readers.generic import source_from_options
+        from clrec.data.readers.generic import read_generic, source_from_options
 
         source = source_from_options(
             path,
@@ -294,8 +294,6 @@ def check_command(
             item_id=item_id,
             encoding=encoding,
         )
-        from clrec.data.readers.generic import read_generic
-
         dataset = read_generic(source)
     summary = describe(dataset)
     typer.echo(
@@ -348,7 +346,3 @@ def split_command(
     for guarantee in summary["guarantees"]:
         typer.echo(f"guarantee: {guarantee}")
     typer.echo(f"wrote {out}")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
