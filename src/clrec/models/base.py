@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,14 @@ class Recommender(ABC):
             scores[torch.from_numpy(rows.row), torch.from_numpy(rows.col)] = -torch.inf
         top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
         return top.indices.numpy(), top.values.numpy()
+
+    def _start_save(self, directory: str | Path, **meta: Any) -> Path:
+        """Create ``directory`` and write its ``model.json`` (the name ``load_model`` reads)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {"model": self.name, **meta}
+        (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return out
 
     @abstractmethod
     def save(self, directory: str | Path) -> Path:

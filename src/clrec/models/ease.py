@@ -53,13 +53,9 @@ class EASE(Recommender):
     def save(self, directory: str | Path) -> Path:
         if self.weights is None or self.seen is None:
             raise ClrecError("EASE.save called before fit")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._start_save(directory, reg_weight=self.reg_weight)
         np.save(out / "weights.npy", self.weights)
         sp.save_npz(out / "seen.npz", self.seen)
-        (out / "model.json").write_text(
-            json.dumps({"model": self.name, "reg_weight": self.reg_weight}) + "\n"
-        )
         return out
 
     @classmethod

@@ -75,12 +75,9 @@ class ItemKNN(Recommender):
     def save(self, directory: str | Path) -> Path:
         if self.similarity is None or self.seen is None:
             raise ClrecError("ItemKNN.save called before fit")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._start_save(directory, k=self.k, shrink=self.shrink)
         sp.save_npz(out / "similarity.npz", self.similarity)
         sp.save_npz(out / "seen.npz", self.seen)
-        meta = {"model": self.name, "k": self.k, "shrink": self.shrink}
-        (out / "model.json").write_text(json.dumps(meta) + "\n")
         return out
 
     @classmethod

@@ -208,8 +208,9 @@ class EmbeddingRecommender(Recommender):
     def save(self, directory: str | Path) -> Path:
         if self.tables is None or self._user_final is None or self._item_final is None:
             raise ClrecError(f"{type(self).__name__}.save called before fit")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._start_save(
+            directory, params=self.params(), best_epoch=self.best_epoch, history=self._history
+        )
         state = {
             "user": self.tables.user.detach().cpu(),
             "item": self.tables.item.detach().cpu(),
@@ -217,13 +218,6 @@ class EmbeddingRecommender(Recommender):
             "item_final": self._item_final.cpu(),
         }
         torch.save(state, out / "weights.pt")
-        meta = {
-            "model": self.name,
-            "params": self.params(),
-            "best_epoch": self.best_epoch,
-            "history": self._history,
-        }
-        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         return out
 
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Self
 
@@ -35,10 +34,8 @@ class Popularity(Recommender):
     def save(self, directory: str | Path) -> Path:
         if self.item_counts is None:
             raise ClrecError("Popularity.save called before fit")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._start_save(directory)
         np.save(out / "item_counts.npy", self.item_counts)
-        (out / "model.json").write_text(json.dumps({"model": self.name}) + "\n")
         return out
 
     @classmethod
