@@ -6,6 +6,10 @@ every K. Per-user results are kept, so the same pass yields segments (item popul
 buckets incl. cold items, cold users, user activity buckets), beyond-accuracy measures and
 paired significance tests between runs.
 
+Restricted to a candidate set (``candidates=``), every item outside it is masked too: the
+cold-start protocol of DropoutNet / CLCRec, where users are ranked over the held-out cold
+items only.
+
 Sampled-negative evaluation (rank each user's held-out items among N sampled items they never
 interacted with) is available as an option and is labelled as such in every result; it
 overstates quality and exists only to compare with papers that use it.
@@ -107,9 +111,30 @@ class Evaluator:
         model: Recommender,
         target: pd.DataFrame,
         exclude: Sequence[pd.DataFrame] = (),
+        *,
+        candidates: np.ndarray | None = None,
+        candidate_label: str = "",
     ) -> EvaluationResult:
-        """Rank for every user with target interactions; mask items in ``exclude`` frames."""
+        """Rank for every user with target interactions; mask items in ``exclude`` frames.
+
+        ``candidates`` (internal item ids) restricts the ranking to those items: every other
+        item's score is masked, held-out interactions with a non-candidate item are dropped
+        from ``target`` and users left without any are skipped. Cut-offs may exceed the
+        candidate count (the slots past it hold no hits). Coverage and Gini are then measured
+        over the candidate set; average popularity and tail share are left out (on a cold
+        candidate set they are constant). ``candidate_label`` names the set in the protocol.
+        """
         config = self.config
+        outside: torch.Tensor | None = None  # (I,) True for items outside the candidate set
+        candidate_ids: np.ndarray | None = None  # (C,) sorted unique candidate ids
+        protocol = config.protocol
+        if candidates is not None:
+            candidate_ids = self._check_candidates(candidates)
+            inside = np.zeros(self.n_items, dtype=bool)  # (I,)
+            inside[candidate_ids] = True
+            outside = torch.from_numpy(~inside)
+            target = target[inside[target["item"].to_numpy(dtype=np.int64)]]
+            protocol = self._candidate_protocol(len(candidate_ids), candidate_label)
         relevant = interaction_matrix(target, self.n_users, self.n_items)
         masked = sp.csr_matrix((self.n_users, self.n_items), dtype=np.float32)
         for part in exclude:
@@ -142,9 +167,11 @@ class Evaluator:
                 )
             seen = masked[batch].tocoo()
             scores[torch.from_numpy(seen.row), torch.from_numpy(seen.col)] = -torch.inf
+            if outside is not None:
+                scores.masked_fill_(outside, -torch.inf)  # (I,) mask broadcast over (B, I)
             truth_rows = relevant[batch]  # (B, I) sparse
             if config.sampled_negatives is not None:
-                scores = self._keep_sampled(scores, truth_rows, seen, generator)
+                scores = self._keep_sampled(scores, truth_rows, seen, generator, outside)
             top = torch.topk(scores, k=max_k, dim=1).indices.numpy()  # (B, K)
             top_lists[start : start + len(batch)] = top
             n_relevant = np.diff(truth_rows.indptr)  # (B,)
@@ -173,7 +200,10 @@ class Evaluator:
         table.insert(1, "train_interactions", self.user_counts[users])
         means = {name: round(float(table[name].mean()), 6) if len(users) else 0.0 for name in names}
         means["users"] = float(len(users))
-        means.update(self._beyond_accuracy(top_lists))
+        if candidate_ids is None:
+            means.update(self._beyond_accuracy(top_lists))
+        else:
+            means.update(self._candidate_beyond_accuracy(top_lists, candidate_ids))
         segments = {
             "item_popularity": {
                 bucket: self._segment_row(segment_sums[code], int(segment_users[code]))
@@ -182,21 +212,53 @@ class Evaluator:
             },
             **self._user_segments(table),
         }
-        return EvaluationResult(config.protocol, means, table, segments)
+        return EvaluationResult(protocol, means, table, segments)
 
     # ------------------------------------------------------------------ pieces
+    def _check_candidates(self, candidates: np.ndarray) -> np.ndarray:
+        """Sorted unique candidate ids ``(C,)``; raises on an empty set or unknown ids."""
+        ids = np.asarray(candidates)
+        if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+            raise ClrecError(
+                f"candidates must be a 1-D array of item ids, got {ids.dtype} {ids.shape}"
+            )
+        if ids.size == 0:
+            raise ClrecError("candidates is empty: there is no item to rank")
+        if ids.min() < 0 or ids.max() >= self.n_items:
+            raise ClrecError(f"candidate item ids must lie in [0, {self.n_items})")
+        return np.unique(ids.astype(np.int64))
+
+    def _candidate_protocol(self, n_candidates: int, label: str) -> str:
+        described = f" ({label})" if label else ""
+        if self.config.sampled_negatives is None:
+            return (
+                f"ranking over {n_candidates} candidate items{described}; seen items masked; "
+                "held-out items outside the candidates dropped"
+            )
+        return (
+            f"SAMPLED: held-out items ranked among {self.config.sampled_negatives} sampled "
+            f"negatives from {n_candidates} candidate items{described} "
+            "(not comparable with full-ranking numbers)"
+        )
+
     def _keep_sampled(
         self,
         scores: torch.Tensor,
         truth: sp.csr_matrix,
         seen: sp.coo_matrix,
         generator: torch.Generator,
+        outside: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Keep each user's relevant items and N random never-interacted items; drop the rest."""
+        """Keep each user's relevant items and N random never-interacted items; drop the rest.
+
+        ``outside`` ``(I,)`` marks non-candidate items, which are never sampled nor kept.
+        """
         count = self.config.sampled_negatives or 0
         positives = torch.from_numpy(truth.toarray() > 0)  # (B, I)
         seen_mask = torch.zeros_like(positives)
         seen_mask[torch.from_numpy(seen.row), torch.from_numpy(seen.col)] = True
+        if outside is not None:
+            seen_mask |= outside  # (B, I): non-candidates count as seen
         noise = torch.rand(scores.shape, generator=generator)  # (B, I)
         noise[positives | seen_mask] = -1.0  # never sample a positive or a seen item
         negatives = torch.topk(noise, k=min(count, scores.shape[1]), dim=1).indices  # (B, N)
@@ -273,6 +335,34 @@ class Evaluator:
             values[f"tail_share@{k}"] = round(
                 float(measures.tail_share_at_k(top_lists, tail, k)), 6
             )
+        return values
+
+    def _candidate_beyond_accuracy(
+        self, top_lists: np.ndarray, candidate_ids: np.ndarray
+    ) -> dict[str, float]:
+        """Coverage and Gini of the top-K lists over the candidate set only.
+
+        Slots holding a non-candidate (cut-offs past the candidate count) are not counted.
+        """
+        values: dict[str, float] = {}
+        if not len(top_lists):
+            return values
+        n = len(candidate_ids)
+        position = np.searchsorted(candidate_ids, top_lists)  # (U, K) index into candidates
+        position = np.minimum(position, n - 1)
+        is_candidate = candidate_ids[position] == top_lists  # (U, K)
+        for k in self.config.ks:
+            picked = position[:, :k][is_candidate[:, :k]]  # (slots,) candidate positions
+            counts = np.bincount(picked, minlength=n).astype(np.float64)  # (C,)
+            values[f"coverage@{k}"] = round(float((counts > 0).sum() / n), 6)
+            ordered = np.sort(counts)  # (C,) ascending
+            index = np.arange(1, n + 1)
+            gini = (
+                ((2 * index - n - 1) * ordered).sum() / (n * ordered.sum())
+                if picked.size
+                else float("nan")
+            )
+            values[f"gini@{k}"] = round(float(gini), 6)
         return values
 
 
