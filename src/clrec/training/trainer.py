@@ -1,27 +1,22 @@
-"""The shared epoch loop for pairwise (BPR-style) embedding models.
+"""Pairwise (BPR-style) training of embedding models on the shared epoch loop.
 
-One loop, read top to bottom: every epoch draws a fresh negative for every training pair,
-walks shuffled batches with Adam, and every ``eval_every`` epochs asks the validator for
-metrics. The best state (by ``metric``, higher is better) is kept in memory and restored at
-the end; training stops early after ``patience`` evaluations without improvement.
-
-The model supplies two closures: ``batch_loss(users, positives, negatives)`` on ``(B,)``
-index tensors, and ``validate()`` which refreshes whatever the model caches for scoring and
-returns the validator's metrics. That keeps model maths out of the trainer and the loop out
-of the models.
+Every epoch draws a fresh negative for every training pair and walks shuffled batches of
+``(user, positive, negative)`` triples with Adam; early stopping, best-state restore and the
+curve come from :func:`clrec.training.loop.run_training`. The model supplies
+``batch_loss(users, positives, negatives)`` on ``(B,)`` index tensors and ``validate()``,
+which refreshes whatever it caches for scoring and returns the validator's metrics.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from clrec.errors import ClrecError
+from clrec.training.loop import LoopConfig, TrainResult, run_training
 from clrec.training.sampling import NegativeSampler, batch_slices
 
 BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -41,27 +36,20 @@ class TrainerConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ClrecError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ClrecError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ClrecError(f"lr must be positive, got {self.lr}")
-        if self.eval_every < 1:
-            raise ClrecError(f"eval_every must be at least 1, got {self.eval_every}")
-        if self.patience < 0:
-            raise ClrecError(f"patience must be ≥ 0, got {self.patience}")
+        self.loop()  # the loop's own checks
 
-
-@dataclass
-class TrainResult:
-    """What the loop did: the curve, the kept epoch and its validation score."""
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_score: float | None = None
-    epochs_run: int = 0
-    train_seconds: float = 0.0
+    def loop(self) -> LoopConfig:
+        """The shared loop's settings (Adam, no checkpoints)."""
+        return LoopConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            eval_every=self.eval_every,
+            patience=self.patience,
+            metric=self.metric,
+            progress=self.progress,
+        )
 
 
 def train_pairwise(
@@ -78,65 +66,18 @@ def train_pairwise(
     Without ``validate`` every epoch runs and the final state is kept; history then holds
     loss and timing only.
     """
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    result = TrainResult()
-    best_state: dict[str, Tensor] | None = None
-    bad_evaluations = 0
-    for epoch in range(1, config.epochs + 1):
-        module.train()
-        started = time.perf_counter()
-        triples = sampler.epoch()
+
+    def epoch_batches(epoch: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+        triples = sampler.epoch()  # the sampler's own seeded stream
         users = torch.from_numpy(triples.users).to(device)  # (n,)
         positives = torch.from_numpy(triples.positives).to(device)  # (n,)
         negatives = torch.from_numpy(triples.negatives).to(device)  # (n,)
-        total = torch.zeros((), device=device)
-        slices = batch_slices(len(triples), config.batch_size)
-        bar = tqdm(
-            slices, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not config.progress
-        )
-        for part in bar:
-            loss = batch_loss(users[part], positives[part], negatives[part])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            total += loss.detach() * (part.stop - part.start)
-        epoch_seconds = time.perf_counter() - started
-        result.train_seconds += epoch_seconds
-        result.epochs_run = epoch
-        mean_loss = float(total) / max(len(triples), 1)
-        if epoch % config.eval_every and epoch != config.epochs:
-            continue
+        return [
+            (users[part], positives[part], negatives[part])
+            for part in batch_slices(len(triples), config.batch_size)
+        ]
 
-        entry = {
-            "epoch": float(epoch),
-            "loss": mean_loss,
-            "seconds": epoch_seconds,
-            "train_seconds": result.train_seconds,
-        }
-        if validate is None:
-            result.history.append(entry)
-            result.best_epoch = epoch
-            continue
-        module.eval()
-        started = time.perf_counter()
-        metrics = validate()
-        entry["eval_seconds"] = time.perf_counter() - started
-        if config.metric not in metrics:
-            raise ClrecError(
-                f"the validator returned no {config.metric!r} (got {', '.join(sorted(metrics))})"
-            )
-        entry.update(metrics)
-        result.history.append(entry)
-        score = float(metrics[config.metric])
-        if result.best_score is None or score > result.best_score:
-            result.best_score, result.best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            bad_evaluations = 0
-        else:
-            bad_evaluations += 1
-            if config.patience and bad_evaluations >= config.patience:
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    module.eval()
-    return result
+    def loss(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        return batch_loss(*batch), {}
+
+    return run_training(module, epoch_batches, loss, config.loop(), validate=validate)
