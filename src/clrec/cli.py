@@ -79,7 +79,7 @@ SchemeOption = Annotated[
 @_user_errors
 def run_command(
     data: Annotated[str, typer.Option(help="Data set name or path.")] = "ml-latest-small",
-    model: Annotated[str, typer.Option(help="Model name (see `clrec models`).")] = "itemknn",
+    model: Annotated[str, typer.Option(help="Model name (see `clrec models`).")] = "clrec",
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/quickstart"),
     scheme: SchemeOption = "random",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 2020,
@@ -113,6 +113,66 @@ def train_command(
     from clrec.config import RunConfig
 
     _run_and_print(RunConfig.from_yaml(config_path, overrides or []), out)
+
+
+@app.command("tune")
+@_user_errors
+def tune_command(
+    config_path: Annotated[Path, typer.Argument(help="Base run config (YAML).", metavar="CONFIG")],
+    space_path: Annotated[
+        Path,
+        typer.Option("--space", help="Search space (YAML); see configs/tune-ml-latest-small.yaml."),
+    ],
+    trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="Finished trials wanted (overrides the space's trials)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Tune folder: study.db (resumable), trials.csv, best.yaml.")
+    ] = Path("runs/tune"),
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a base config key: --set data.k_core=5"),
+    ] = None,
+) -> None:
+    """Search hyper-parameters with Optuna on validation data; write best.yaml for train."""
+    from clrec.config import RunConfig
+
+    try:
+        import optuna
+
+        from clrec.tuning import TrialRecord, TuneConfig, tune
+    except ModuleNotFoundError as err:
+        if err.name != "optuna":
+            raise
+        raise ClrecError("clrec tune needs Optuna: pip install 'clrec[tune]'") from None
+
+    space = TuneConfig.from_yaml(space_path)
+    if trials is not None:
+        space = space.with_trials(trials)
+    base = RunConfig.from_yaml(config_path, overrides or [])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from here
+
+    def show(value: Any) -> str:
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    def print_trial(record: TrialRecord) -> None:
+        value = "-" if record.value is None else f"{record.value:.4f}"
+        where = f" at step {record.steps - 1}" if record.state == "PRUNED" else ""
+        params = "  ".join(f"{k}={show(v)}" for k, v in record.params.items())
+        typer.echo(
+            f"trial {record.number:>3} {record.state:<8} {space.metric} {value}{where}  {params}"
+        )
+
+    result = tune(base, space, out, _data_root(), on_trial=print_trial)
+    earlier = len(result.trials) - result.ran
+    if earlier:
+        typer.echo(f"resumed {result.study_path}: {earlier} trials came from earlier runs")
+    typer.echo(f"best: trial {result.best_number}, valid {result.metric} {result.best_value:.4f}")
+    for key, value in result.best_params.items():
+        typer.echo(f"  {key} = {show(value)}")
+    typer.echo(f"wrote {result.trials_path}")
+    typer.echo(f"wrote {result.best_path} (run it: clrec train {result.best_path} --out DIR)")
 
 
 @app.command("evaluate")

@@ -7,6 +7,7 @@ A run folder holds everything needed to re-evaluate or compare it later::
     model/               the fitted model (``model.json`` names its class)
     metrics.json         valid / test metrics, segments, history, timings, data summary
     per_user_valid.parquet, per_user_test.parquet   per-user metrics (significance tests)
+    per_user_test_cold.parquet   cold-item splits: per-user metrics over the test cold items
     summary.md, report.html
 """
 
@@ -27,9 +28,9 @@ from clrec.data.describe import describe
 from clrec.data.schema import Dataset
 from clrec.data.splits import Split, split_dataset
 from clrec.errors import ClrecError
-from clrec.evaluation.evaluator import Evaluator
+from clrec.evaluation.evaluator import SEGMENT_METRICS, EvaluationResult, Evaluator
 from clrec.evaluation.metrics import paired_test
-from clrec.models.base import Recommender
+from clrec.models.base import Recommender, Validator
 from clrec.models.registry import build_model, load_model
 
 
@@ -43,6 +44,19 @@ def prepare_data(config: RunConfig, data_root: Path | None) -> Dataset:
     if config.data.drop_unused:
         dataset = filters.compact(dataset)
     return dataset
+
+
+def validation_scorer(evaluator: Evaluator, split: Split) -> Validator:
+    """Scores a model on the validation part only, training items masked (the test part is
+    never touched); on a cold-item split every validation target is a cold item, so users
+    are ranked over the cold validation items only."""
+
+    def validator(candidate: Recommender) -> dict[str, float]:
+        return evaluator.evaluate(
+            candidate, split.valid, [split.train], candidates=split.valid_cold_items
+        ).metrics
+
+    return validator
 
 
 def run_experiment(
@@ -62,9 +76,7 @@ def run_experiment(
     evaluator = Evaluator(dataset, split.train, config.evaluation)
     quiet = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))
 
-    def validator(candidate: Recommender) -> dict[str, float]:
-        return quiet.evaluate(candidate, split.valid, [split.train]).metrics
-
+    validator = validation_scorer(quiet, split)
     started = time.perf_counter()
     model.fit(dataset.with_interactions(split.train), validator)
     fit_seconds = time.perf_counter() - started
@@ -133,16 +145,47 @@ def _evaluate_and_write(
     test_seconds = time.perf_counter() - started
     valid.per_user.to_parquet(run_dir / "per_user_valid.parquet", index=False)
     test.per_user.to_parquet(run_dir / "per_user_test.parquet", index=False)
+    segments: dict[str, dict[str, Any]] = {"valid": valid.segments, "test": test.segments}
+    timing = {
+        "valid_evaluate_seconds": round(valid_seconds, 3),
+        "test_evaluate_seconds": round(test_seconds, 3),
+    }
+    # cold-item split: also rank each part's users over that part's cold items only
+    cold_parts = (
+        ("valid", split.valid, [split.train], split.valid_cold_items),
+        ("test", split.test, [split.train, split.valid], split.test_cold_items),
+    )
+    for part, target, exclude, cold in cold_parts:
+        if cold is None or not len(cold):
+            continue
+        started = time.perf_counter()
+        result = evaluator.evaluate(
+            model, target, exclude, candidates=cold, candidate_label="cold items of this part"
+        )
+        timing[f"{part}_cold_evaluate_seconds"] = round(time.perf_counter() - started, 3)
+        segments[part]["cold_items"] = _cold_segment(result, evaluator.config.ks)
+        if part == "test":
+            result.per_user.to_parquet(run_dir / "per_user_test_cold.parquet", index=False)
     return {
         "protocol": test.protocol,
         "valid": valid.metrics,
         "test": test.metrics,
-        "segments": {"valid": valid.segments, "test": test.segments},
-        "timing": {
-            "valid_evaluate_seconds": round(valid_seconds, 3),
-            "test_evaluate_seconds": round(test_seconds, 3),
-        },
+        "segments": segments,
+        "timing": timing,
     }
+
+
+def _cold_segment(result: EvaluationResult, ks: tuple[int, ...]) -> dict[str, Any]:
+    """A cold-only pass as one flat segment: the segment metrics at every K, users, protocol.
+
+    Only the metrics every other segment carries (recall, ndcg, hit), so the report's segment
+    table and bars stay comparable; the full per-user table is written beside it.
+    """
+    keys = [f"{m}@{k}" for m in SEGMENT_METRICS for k in ks]
+    row: dict[str, Any] = {key: result.metrics[key] for key in keys if key in result.metrics}
+    row["users"] = result.metrics["users"]
+    row["protocol"] = result.protocol
+    return row
 
 
 def _write_metrics(run_dir: Path, results: dict[str, Any], report: bool) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_run_main_job_beats_popularity_and_writes_run_folder(tmp_path: Path) -> 
     result = runner.invoke(app, ["run", "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "itemknn"
+    assert metrics["model"] == "clrec"
     assert metrics["dataset"]["interactions"] == 100836
     assert metrics["test"]["users"] == 610
     assert {"item_popularity", "user_activity"} <= set(metrics["segments"]["test"])

@@ -426,7 +426,8 @@ class Split:
 
 
 def _ids(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame[column].to_numpy(dtype=np.int64)
+    ids: np.ndarray = frame[column].to_numpy(dtype=np.int64)
+    return ids
 
 
 # ---------------------------------------------------------------------- the schemes

@@ -398,7 +398,7 @@ def load_efficientnet(spec: ImageModelSpec) -> torch.nn.Module:
     if spec.architecture is None or spec.weights is None:
         raise ClrecError(f"image model {spec.name!r} is an ONNX graph; use backend='onnx'")
     efficientnet = _import_torch_efficientnet()
-    network = efficientnet.from_name(spec.architecture, image_size=spec.image_size)
+    network: torch.nn.Module = efficientnet.from_name(spec.architecture, image_size=spec.image_size)
     try:
         state = torch.load(spec.weights, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad checkpoint
@@ -431,7 +431,8 @@ def _pooled_features_module(network: torch.nn.Module) -> torch.nn.Module:
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             maps = cast(Any, self.inner).extract_features(pixels)  # (N, F, h, w)
-            return maps.mean(dim=(2, 3))  # (N, F)
+            pooled: torch.Tensor = maps.mean(dim=(2, 3))  # (N, F)
+            return pooled
 
     return PooledFeatures(network).eval()
 
@@ -562,7 +563,8 @@ class ImageEncoder:
         def run_torch(pixels: np.ndarray) -> np.ndarray:
             with _torch_threads(self.config.threads), torch.inference_mode():
                 out = module(torch.from_numpy(pixels).to(device))  # (N, F)
-            return out.float().cpu().numpy()
+            features: np.ndarray = out.float().cpu().numpy()
+            return features
 
         return run_torch
 
@@ -586,7 +588,8 @@ class ImageEncoder:
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (N, 1)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 def _hash_bytes(data: bytes, with_cache: bool) -> str:

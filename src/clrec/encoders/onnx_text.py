@@ -59,7 +59,8 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine of each row of ``a`` (n, d) with the same row of ``b`` (n, d): (n,)."""
     dot = (a * b).sum(axis=1)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return dot / np.maximum(norms, 1e-12)
+    cosines: np.ndarray = dot / np.maximum(norms, 1e-12)
+    return cosines
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

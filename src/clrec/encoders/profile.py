@@ -92,11 +92,13 @@ class UserProfiles:
     def has_text(self) -> np.ndarray:
         if self.user_text_vectors is None or self.config.include_profile_text == "none":
             return np.zeros(self.n_users, dtype=bool)
-        return np.isfinite(self.user_text_vectors).all(axis=1)  # (U,) bool
+        present: np.ndarray = np.isfinite(self.user_text_vectors).all(axis=1)  # (U,) bool
+        return present
 
     @property
     def has_profile(self) -> np.ndarray:
-        return self.has_history | self.has_text  # (U,) bool
+        either: np.ndarray = self.has_history | self.has_text  # (U,) bool
+        return either
 
     def update(
         self, new_interactions: pd.DataFrame, *, item_vectors: np.ndarray | None = None

@@ -36,17 +36,20 @@ def _check(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> FloatArray:
     """Share of a user's relevant items found in the top ``k``."""
     top = _check(hits, n_relevant, k)
-    return top.sum(axis=1) / np.maximum(n_relevant, 1)
+    result: FloatArray = top.sum(axis=1) / np.maximum(n_relevant, 1)
+    return result
 
 
 def precision_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> FloatArray:
     """Share of the top ``k`` that is relevant."""
-    return _check(hits, n_relevant, k).sum(axis=1) / k
+    result: FloatArray = _check(hits, n_relevant, k).sum(axis=1) / k
+    return result
 
 
 def hit_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> FloatArray:
     """1 when any relevant item is in the top ``k``."""
-    return (_check(hits, n_relevant, k).sum(axis=1) > 0).astype(np.float64)
+    result: FloatArray = (_check(hits, n_relevant, k).sum(axis=1) > 0).astype(np.float64)
+    return result
 
 
 def mrr_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> FloatArray:
@@ -71,7 +74,8 @@ def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> FloatArray:
     """Mean of precision at each hit position in the top ``k``, over ``min(n_relevant, k)``."""
     top = _check(hits, n_relevant, k)
     precision_at_each = np.cumsum(top, axis=1) / np.arange(1, k + 1)  # (B, k)
-    return (precision_at_each * top).sum(axis=1) / np.clip(n_relevant, 1, k)
+    result: FloatArray = (precision_at_each * top).sum(axis=1) / np.clip(n_relevant, 1, k)
+    return result
 
 
 TOPK_METRICS = {

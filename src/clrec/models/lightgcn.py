@@ -72,7 +72,8 @@ class _SymmetricSparseMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, adjacency: Tensor, dense: Tensor) -> Tensor:
         ctx.adjacency = adjacency
-        return torch.sparse.mm(adjacency, dense)
+        product: Tensor = torch.sparse.mm(adjacency, dense)
+        return product
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
@@ -159,9 +160,10 @@ class LightGCN(EmbeddingRecommender):
     def batch_loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
         tables = self._tables()
         user_final, item_final = self.final_embeddings()  # one propagation per batch
-        return self.loss(
+        loss: Tensor = self.loss(
             user_final[users],  # (B, D)
             item_final[positives],  # (B, D)
             item_final[negatives],  # (B, D)
             reg_embeddings=(tables.user[users], tables.item[positives], tables.item[negatives]),
         )
+        return loss

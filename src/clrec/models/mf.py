@@ -289,4 +289,5 @@ class BPRMF(EmbeddingRecommender):
 
     def batch_loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
         tables = self._tables()
-        return self.loss(tables.user[users], tables.item[positives], tables.item[negatives])
+        loss: Tensor = self.loss(tables.user[users], tables.item[positives], tables.item[negatives])
+        return loss

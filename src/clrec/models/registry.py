@@ -17,6 +17,7 @@ MODELS: dict[str, str] = {
     "ease": "clrec.models.ease:EASE",
     "bpr": "clrec.models.mf:BPRMF",
     "lightgcn": "clrec.models.lightgcn:LightGCN",
+    "clrec": "clrec.models.clrec:ClrecRecommender",
 }
 
 

@@ -25,6 +25,16 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
     "ease": {"reg_weight": 1.0},
     "bpr": {"epochs": 60, "batch_size": 32, "lr": 0.05, "seed": 0, "eval_every": 1000},
     "lightgcn": {"epochs": 60, "batch_size": 32, "lr": 0.05, "seed": 0, "eval_every": 1000},
+    "clrec": {
+        "epochs": 30,
+        "batch_size": 4,
+        "lr": 0.05,
+        "seed": 0,
+        "eval_every": 1000,
+        "prior": "none",
+        "content": {"modalities": []},
+        "progress": False,
+    },
 }
 PERSONALISED = set(MODELS) - {"popularity"}
 

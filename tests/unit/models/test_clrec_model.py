@@ -1,0 +1,447 @@
+"""The clrec model on a small synthetic world with a known answer.
+
+200 users × 120 items in 4 hidden clusters (item ``i`` is in cluster ``i % 4``); each user
+(user ``u`` in cluster ``u % 4``) consumes 14 items of their cluster only. Every item carries
+a precomputed 8-d content vector ``feat`` = its cluster's one-hot plus noise, so content alone
+tells an item's cluster. The last 5 items of each cluster (ids 100–119) are *cold*: they are
+in the catalogue with their content but have no training interaction. Of the warm
+interactions each user keeps 2 for validation and 3 for test.
+
+Checked: learning (beats popularity), seeded determinism, exact resumption from a checkpoint,
+cold items from content alone, users from items, save / load (also with the EASE prior),
+every supervised loss and contrastive mode, the loss-term logs, TensorBoard, parameter errors
+and the prior's weight search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clrec.data.schema import Dataset
+from clrec.errors import ClrecError
+from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
+from clrec.models.base import Recommender
+from clrec.models.clrec import PRIOR_WEIGHTS, ClrecConfig, ClrecRecommender, _TrainingPlan
+from clrec.models.popularity import Popularity
+from clrec.models.registry import build_model, load_model
+
+N_USERS, N_ITEMS, N_CLUSTERS, DIM = 200, 120, 4, 8
+PER_USER, N_VALID, N_TEST = 14, 2, 3
+COLD = np.arange(100, 120)  # 5 per cluster
+CONTENT = {"modalities": ["feat"], "cache_dir": None}
+PURE_ID: dict[str, Any] = {"modalities": []}
+# every setting the tests rely on is spelled out: the defaults are tuned for real data
+FAST: dict[str, Any] = {
+    "embedding_size": 16,
+    "prior": "none",
+    "supervised": "softmax",
+    "similarity": "cosine",
+    "temperature": 0.1,
+    "contrast_temperature": 0.2,
+    "weights": {"contrastive": 0.1, "alpha": 0.5},
+    "contrastive_mode": "joint",
+    "n_layers": 0,
+    "fusion": "attention",
+    "id_dropout": 0.1,
+    "modality_dropout": 0.1,
+    "epochs": 12,
+    "lr": 0.01,
+    "batch_size": 64,  # 4 steps per epoch
+    "patience": 0,
+    "seed": 0,
+    "device": "cpu",
+    "num_threads": 1,  # tiny tensors: threads only add synchronisation (and nondeterminism)
+    "progress": False,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    data: Dataset  # every interaction (train, valid, test, cold)
+    train: pd.DataFrame  # warm interactions minus the held-out ones
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def train_data(self) -> Dataset:
+        return self.data.with_interactions(self.train)
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.data, self.train, EvaluationConfig(ks=(5, 10), progress=False))
+
+    def validator(self) -> Any:
+        evaluator = self.evaluator()
+
+        def validate(model: Recommender) -> dict[str, float]:
+            metrics = evaluator.evaluate(model, self.valid, [self.train]).metrics
+            return {"ndcg@10": metrics["ndcg@10"]}
+
+        return validate
+
+
+def cluster_of(items: np.ndarray) -> np.ndarray:
+    return np.asarray(items) % N_CLUSTERS
+
+
+def _world(seed: int = 0) -> World:
+    rng = np.random.default_rng(seed)
+    items = np.arange(N_ITEMS)
+    feat = rng.normal(0.0, 0.3, (N_ITEMS, DIM)).astype(np.float32)
+    feat[items, cluster_of(items)] += 1.0
+    rows = []
+    for user in range(N_USERS):
+        pool = items[cluster_of(items) == user % N_CLUSTERS]
+        chosen = rng.choice(pool, PER_USER, replace=False)
+        rows += [(f"u{user:03d}", f"i{item:03d}", float(rng.integers(1, 6))) for item in chosen]
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating"])
+    ids = [f"i{i:03d}" for i in items]
+    data = Dataset.from_external(
+        "clusters",
+        frame,
+        item_content=pd.DataFrame({"id": ids}),
+        item_vectors={"feat": (np.array(ids), feat)},
+    )
+    # internal ids follow the external ones: user u is row u, item i is row i
+    assert (data.items["id"].str[1:].astype(int).to_numpy() == items).all()
+    assert (data.users["id"].str[1:].astype(int).to_numpy() == np.arange(N_USERS)).all()
+    inter = data.interactions
+    warm = inter[~inter["item"].isin(COLD)]
+    rank = warm.groupby("user").cumcount()
+    valid = warm[rank < N_VALID]
+    test = warm[(rank >= N_VALID) & (rank < N_VALID + N_TEST)]
+    train = warm[rank >= N_VALID + N_TEST]
+    return World(data, train, valid, test)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return _world()
+
+
+@pytest.fixture(scope="module")
+def content_model(world: World) -> ClrecRecommender:
+    """A content model trained on the warm training interactions (shared by several tests)."""
+    return _model(id_dropout=0.3).fit(world.train_data)
+
+
+def _model(**params: Any) -> ClrecRecommender:
+    """A content model with the FAST settings, ``params`` overriding them."""
+    return ClrecRecommender(**{**FAST, "content": CONTENT, **params})
+
+
+def _fit(world: World, validator: Any = None, **params: Any) -> ClrecRecommender:
+    return _model(**params).fit(world.train_data, validator)
+
+
+def _cold_recall(world: World, model: Recommender, k: int = 5) -> float:
+    """recall@k of ranking the cold items only; relevant: the cold items of the user's cluster
+    (5 of the 20 candidates, so a random ranking scores 0.25 at k = 5)."""
+    users = np.arange(N_USERS)
+    pairs = [(u, i) for u in users for i in COLD if i % N_CLUSTERS == u % N_CLUSTERS]
+    target = pd.DataFrame(pairs, columns=["user", "item"])
+    result = world.evaluator().evaluate(model, target, [world.train], candidates=COLD)
+    return float(result.metrics[f"recall@{k}"])
+
+
+# ---------------------------------------------------------------------- learning
+def test_beats_popularity(world: World, content_model: ClrecRecommender) -> None:
+    evaluator = world.evaluator()
+    popularity = Popularity().fit(world.train_data)
+    pop = evaluator.evaluate(popularity, world.test, [world.train]).metrics["recall@10"]
+    ours = evaluator.evaluate(content_model, world.test, [world.train]).metrics["recall@10"]
+    # picking within the right cluster gives ≈ 10 / 25 of a user's test items; popularity ≈ 0.1
+    assert ours > 0.3 and ours > 2.5 * pop, (ours, pop)
+
+
+def test_seeded_determinism(world: World, content_model: ClrecRecommender) -> None:
+    users = np.arange(N_USERS)
+    again = _fit(world, id_dropout=0.3)
+    np.testing.assert_array_equal(again.score(users), content_model.score(users))
+    other = _fit(world, id_dropout=0.3, seed=1)
+    assert not np.array_equal(other.score(users), content_model.score(users))
+
+
+def test_resume_after_crash_matches_uninterrupted_run(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {
+        "epochs": 10,
+        "lr": 0.05,  # validation peaks at epoch 6 and training stops early after epoch 8
+        "patience": 2,
+        "weights": {"contrastive": 0.2, "alignment": 0.1},  # pair samplers in the replay too
+    }
+    validator = world.validator()
+    reference = _fit(world, validator, checkpoint_dir=str(tmp_path / "reference"), **params)
+    last_epoch = int(reference.history[-1]["epoch"])
+    assert 4 < last_epoch < 10 and reference.best_epoch < last_epoch, "no early stop to cover"
+
+    original = _TrainingPlan.batch_loss
+    calls = {"n": 0}
+    steps_per_epoch = -(-N_USERS // FAST["batch_size"])
+
+    def crashing(self: _TrainingPlan, batch: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2 * steps_per_epoch + 7:  # the 7th step after two whole epochs
+            raise RuntimeError("simulated crash")
+        return original(self, batch)
+
+    folder = str(tmp_path / "crashed")
+    monkeypatch.setattr(_TrainingPlan, "batch_loss", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(world, validator, checkpoint_dir=folder, **params)
+    monkeypatch.setattr(_TrainingPlan, "batch_loss", original)
+    checkpoint = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
+    assert checkpoint["result"]["epochs_run"] == 3  # it crashed in the middle of epoch 4
+
+    resumed = _fit(world, validator, checkpoint_dir=folder, **params)
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(resumed.score(users), reference.score(users))
+    assert resumed.best_epoch == reference.best_epoch
+    strip = [{k: v for k, v in e.items() if "seconds" not in k} for e in reference.history]
+    assert [{k: v for k, v in e.items() if "seconds" not in k} for e in resumed.history] == strip
+    assert reference.network is not None and resumed.network is not None
+    for name, tensor in reference.network.state_dict().items():
+        assert torch.equal(tensor, resumed.network.state_dict()[name]), name
+    # the finished (early-stopped) checkpoint: a third fit trains nothing and keeps the best
+    again = _fit(world, validator, checkpoint_dir=folder, **params)
+    np.testing.assert_array_equal(again.score(users), reference.score(users))
+
+
+# ---------------------------------------------------------------------- cold start
+def test_cold_items_ranked_from_content(world: World, content_model: ClrecRecommender) -> None:
+    assert _cold_recall(world, content_model) >= 3 * 0.25
+
+
+def test_pure_id_model_cannot_rank_cold_items(world: World) -> None:
+    model = _fit(world, content=PURE_ID, id_dropout=0.3)
+    scores = model.score(np.arange(N_USERS))[:, COLD]
+    # no content and no interaction: every cold item gets the same score for a user
+    np.testing.assert_allclose(scores, np.repeat(scores[:, :1], len(COLD), axis=1))
+    assert _cold_recall(world, model) <= 1.5 * 0.25
+
+
+def test_new_user_from_items(content_model: ClrecRecommender) -> None:
+    items = np.arange(N_ITEMS)
+    for cluster in range(N_CLUSTERS):
+        known = items[(cluster_of(items) == cluster) & (items < 100)][:3]
+        vector = content_model.user_from_items(known)
+        assert vector.shape == (FAST["embedding_size"],)
+        scores = content_model.score_vectors(vector[None, :])[0]
+        assert scores.shape == (N_ITEMS,)
+        scores[known] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:10]
+        assert (cluster_of(top) == cluster).all(), (cluster, top)
+    with pytest.raises(ClrecError, match="at least one item"):
+        content_model.user_from_items(np.array([], dtype=np.int64))
+
+
+# ---------------------------------------------------------------------- persistence
+def test_save_load_round_trip(content_model: ClrecRecommender, tmp_path: Path) -> None:
+    users = np.arange(N_USERS)
+    restored = load_model(content_model.save(tmp_path / "model"))
+    assert isinstance(restored, ClrecRecommender)
+    np.testing.assert_array_equal(restored.score(users), content_model.score(users))
+    known = np.array([0, 4, 8])
+    np.testing.assert_array_equal(
+        restored.user_from_items(known), content_model.user_from_items(known)
+    )
+    assert restored.config == content_model.config
+    assert restored.history == content_model.history
+    # a loaded model can be saved again and still scores the same
+    again = ClrecRecommender.load(restored.save(tmp_path / "again"))
+    np.testing.assert_array_equal(again.score(users), content_model.score(users))
+
+
+def test_save_load_with_ease_prior(world: World, tmp_path: Path) -> None:
+    model = _fit(world, prior="ease", prior_weight=1.0, epochs=4)
+    assert model.prior is not None and model.prior_scale == 1.0
+    users = np.arange(N_USERS)
+    out = model.save(tmp_path / "model")
+    assert (out / "prior" / "model.json").is_file()
+    restored = load_model(out)
+    assert isinstance(restored, ClrecRecommender) and restored.prior is not None
+    np.testing.assert_array_equal(restored.score(users), model.score(users))
+    assert restored.prior_norm == model.prior_norm
+    # the prior really is part of the score
+    restored.prior_scale = 0.0
+    assert not np.array_equal(restored.score(users), model.score(users))
+
+
+def test_unfitted_model_refuses(tmp_path: Path) -> None:
+    model = ClrecRecommender(**FAST)
+    for call in (
+        lambda: model.score(np.array([0])),
+        lambda: model.save(tmp_path),
+        lambda: model.user_from_items(np.array([0])),
+        lambda: model.score_vectors(np.zeros((1, 16))),
+    ):
+        with pytest.raises(ClrecError, match="before fit"):
+            call()
+
+
+# ---------------------------------------------------------------------- objectives
+def _first_last_loss(model: ClrecRecommender) -> tuple[float, float]:
+    history = model.history
+    assert len(history) == FAST["epochs"]
+    return history[0]["loss"], history[-1]["loss"]
+
+
+@pytest.mark.parametrize("supervised", ["softmax", "bpr", "bce", "mse"])
+def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
+    model = _fit(world, supervised=supervised)
+    first, last = _first_last_loss(model)
+    assert np.isfinite(last) and last < first, (supervised, first, last)
+    assert np.isfinite(model.score(np.arange(5))).all()
+
+
+def test_mse_scores_predict_ratings(world: World) -> None:
+    """With ``mse`` the served score (similarity / temperature) is the predicted rating, so
+    the training pairs' scores approach their ratings (random 1–5 stars here: the best
+    constant, their mean, has an RMSE of their standard deviation)."""
+    model = _fit(world, supervised="mse", epochs=15, lr=0.03)
+    train = world.train
+    scores = model.score(np.arange(N_USERS))
+    predicted = scores[train["user"].to_numpy(), train["item"].to_numpy()]
+    ratings = train["rating"].to_numpy()
+    rmse = float(np.sqrt(np.mean((predicted - ratings) ** 2)))
+    assert rmse < 0.75 * float(np.std(ratings)), rmse  # far better than the mean rating
+
+
+def test_mse_needs_ratings(world: World) -> None:
+    data = world.data.with_interactions(world.train.drop(columns="rating"))
+    with pytest.raises(ClrecError, match="explicit ratings"):
+        _model(supervised="mse").fit(data)
+
+
+def test_separate_contrastive_mode(world: World) -> None:
+    model = _fit(world, contrastive_mode="separate", contrastive_share=0.5)
+    first, last = _first_last_loss(model)
+    assert last < first
+    supervised_steps = -(-N_USERS // FAST["batch_size"])
+    for share in (0.5, 0.3):
+        model.config = dataclasses.replace(model.config, contrastive_share=share)
+        plan = _TrainingPlan(model, world.train_data, torch.device("cpu"))
+        batches = plan.epoch_batches(1)
+        kinds = [batch.kind for batch in batches]
+        assert kinds.count("supervised") == supervised_steps
+        assert kinds.count("contrastive") == round(supervised_steps * share / (1 - share))
+        assert kinds.count("joint") == 0
+        # every supervised user appears exactly once per epoch
+        users = np.concatenate([b.users for b in batches if b.kind == "supervised"])
+        np.testing.assert_array_equal(np.sort(users), np.arange(N_USERS))
+        assert all(  # the same epoch is drawn the same way again
+            a.seed == b.seed and a.kind == b.kind and np.array_equal(a.users, b.users)
+            for a, b in zip(plan.epoch_batches(1), batches, strict=True)
+        )
+    joint = _fit(world, epochs=1)
+    plan = _TrainingPlan(joint, world.train_data, torch.device("cpu"))
+    kinds = [batch.kind for batch in plan.epoch_batches(1)]
+    assert kinds == ["joint"] * supervised_steps
+
+
+def test_loss_parts_logged(world: World) -> None:
+    friends = pd.DataFrame(
+        [(u, v) for u in range(N_USERS) for v in (u + 4, u + 8) if v < N_USERS],
+        columns=["user", "other"],
+    )
+    social = dataclasses.replace(world.train_data, user_relations=friends)
+    weights = {"contrastive": 0.2, "alignment": 0.1, "augmentation": 0.1, "social": 0.1}
+    model = _model(epochs=3, weights=weights).fit(social)
+    entry = model.history[-1]
+    for part in ("supervised", "intra_user", "cross_user", "alignment", "augmentation", "social"):
+        assert part in entry and np.isfinite(entry[part]), part
+        assert entry[part] > 0, part
+    # with the weights off, the terms are neither computed nor logged
+    zero = {"contrastive": 0.0, "alignment": 0.0, "augmentation": 0.0, "social": 0.0}
+    plain = _model(epochs=2, weights=zero).fit(social)
+    assert not {"intra_user", "cross_user", "alignment", "social"} & set(plain.history[-1])
+
+
+def test_tensorboard_events_written(world: World, tmp_path: Path) -> None:
+    _fit(world, epochs=2, log_dir=str(tmp_path / "tb"))
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+# ---------------------------------------------------------------------- parameters
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"embeding_size": 16}, "embeding_size"),
+        ({"temperature": -0.1}, "temperature must be positive"),
+        ({"lr": "fast"}, "lr"),
+        ({"weights": {"contrastive": -1}}, "contrastive"),
+        ({"content": {"modalities": ["feat"], "cach_dir": None}}, "cach_dir"),
+        ({"supervised": "hinge"}, "supervised"),
+    ],
+)
+def test_bad_params(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ClrecError, match=message):
+        build_model("clrec", params)
+
+
+def test_yaml_style_values_are_coerced() -> None:
+    config = ClrecConfig.from_params({"lr": "1e-2", "content": {"modalities": ["feat"]}})
+    assert config.lr == 0.01 and config.content.modalities == ("feat",)
+    assert ClrecConfig.from_params(config.to_params()) == config
+
+
+def test_missing_modality_is_named(world: World) -> None:
+    model = _model(content={"modalities": ["image"], "cache_dir": None})
+    with pytest.raises(ClrecError, match=r"no content modality image.*offers: feat"):
+        model.fit(world.train_data)
+
+
+# ---------------------------------------------------------------------- EASE prior
+def test_prior_weight_chosen_on_validation(world: World) -> None:
+    validator = world.validator()
+    model = _fit(world, validator, prior="ease", prior_reg=10.0, epochs=4)
+    searched = [entry for entry in model.prior_search if "weight" in entry]
+    assert [entry["weight"] for entry in searched] == list(PRIOR_WEIGHTS)
+    best = max(entry["ndcg@10"] for entry in searched)
+    chosen = [e for e in searched if e["weight"] == model.prior_scale]
+    assert chosen and chosen[0]["ndcg@10"] == best
+    assert model.prior_norm > 0
+    # the logged values are the validation NDCG@10 of each weight
+    kept = model.prior_scale
+    for entry in searched:
+        model.prior_scale = entry["weight"]
+        assert validator(model)["ndcg@10"] == entry["ndcg@10"]
+    model.prior_scale = kept
+
+
+# ---------------------------------------------------------------------- content-only vectors
+def test_embed_content_reproduces_cold_item_vectors_and_survives_load(
+    world: World, content_model: ClrecRecommender, tmp_path: Path
+) -> None:
+    feat = world.data.item_vectors["feat"]
+    cold = np.asarray(COLD)
+    # a cold item has no ID part: its trained vector is its content vector
+    embedded = content_model.embed_content({"feat": feat[cold]})
+    assert content_model._item_final is not None
+    np.testing.assert_allclose(embedded, content_model._item_final[cold].numpy(), atol=1e-6)
+    restored = ClrecRecommender.load(content_model.save(tmp_path / "model"))
+    np.testing.assert_allclose(restored.embed_content({"feat": feat[cold]}), embedded, atol=1e-6)
+    with pytest.raises(ClrecError, match="no content modality 'poster'|no content modality poster"):
+        restored.embed_content({"poster": feat[cold]})
+    with pytest.raises(ClrecError, match="8-d"):
+        restored.embed_content({"feat": feat[cold][:, :4]})
+
+
+def test_added_item_is_recommended_at_once(world: World, tmp_path: Path) -> None:
+    model = ClrecRecommender.load(_fit(world, id_dropout=0.3).save(tmp_path / "m"))
+    new_feat = np.zeros((1, world.data.item_vectors["feat"].shape[1]), dtype=np.float32)
+    new_feat[0, 2] = 1.5  # clearly cluster 2
+    (new_id,) = model.add_items({"feat": new_feat})
+    assert new_id == N_ITEMS
+    scores = model.score(np.arange(N_USERS))
+    assert scores.shape == (N_USERS, N_ITEMS + 1)
+    rank_of_new = (scores > scores[:, [new_id]]).sum(axis=1)  # 0 = top
+    in_cluster = np.arange(N_USERS) % N_CLUSTERS == 2
+    assert np.median(rank_of_new[in_cluster]) < np.median(rank_of_new[~in_cluster]) / 3
