@@ -428,7 +428,7 @@ def test_embed_content_reproduces_cold_item_vectors_and_survives_load(
     np.testing.assert_allclose(embedded, content_model._item_final[cold].numpy(), atol=1e-6)
     restored = ClrecRecommender.load(content_model.save(tmp_path / "model"))
     np.testing.assert_allclose(restored.embed_content({"feat": feat[cold]}), embedded, atol=1e-6)
-    with pytest.raises(ClrecError, match="no content modality 'poster'|no content modality poster"):
+    with pytest.raises(ClrecError, match="no content modality poster"):
         restored.embed_content({"poster": feat[cold]})
     with pytest.raises(ClrecError, match="8-d"):
         restored.embed_content({"feat": feat[cold][:, :4]})
