@@ -7,6 +7,7 @@ with one clear :class:`ClrecError` naming the key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +56,13 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                for e in err.errors()
-            )
-            raise ClrecError(f"{source}: {problems}") from None
+            raise validation_error(err, source) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
         """Read a YAML file, apply ``key.path=value`` overrides (values parsed as YAML)."""
         file = Path(path)
-        if not file.is_file():
-            raise ClrecError(f"config file not found: {file}")
-        try:
-            values = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ClrecError(f"{file}: not valid YAML ({err})") from None
-        if not isinstance(values, dict):
-            raise ClrecError(f"{file}: expected a mapping at the top level")
+        values = read_yaml_mapping(file, "config file")
         for override in overrides or []:
             apply_override(values, override)
         return cls.from_mapping(values, source=str(file))
@@ -81,6 +71,32 @@ class RunConfig(BaseModel):
         """JSON / YAML-ready form that :meth:`from_mapping` reads back."""
         plain: dict[str, Any] = self.model_dump(mode="json")
         return plain
+
+
+def read_yaml_mapping(file: Path, what: str) -> dict[str, Any]:
+    """The mapping at the top of a YAML file; clear errors for a missing file or bad YAML."""
+    if not file.is_file():
+        raise ClrecError(f"{what} not found: {file}")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ClrecError(f"{file}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise ClrecError(f"{file}: expected a mapping at the top level")
+    return values
+
+
+def validation_error(
+    err: ValidationError,
+    source: str,
+    location: Callable[[tuple[int | str, ...]], str] | None = None,
+) -> ClrecError:
+    """One ClrecError listing every problem of a pydantic error as ``key: message``."""
+    where = location or (lambda loc: ".".join(str(p) for p in loc) or "(top level)")
+    problems = "; ".join(
+        f"{where(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+    )
+    return ClrecError(f"{source}: {problems}")
 
 
 def apply_override(values: dict[str, Any], override: str) -> None:

@@ -63,7 +63,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clrec.config import RunConfig
+from clrec.config import RunConfig, read_yaml_mapping, validation_error
 from clrec.data.splits import split_dataset
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
@@ -209,25 +209,13 @@ class TuneConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                for e in err.errors()
-            )
-            raise ClrecError(f"{source}: {problems}") from None
+            raise validation_error(err, source, _location) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TuneConfig:
         """Read a search space file."""
         file = Path(path)
-        if not file.is_file():
-            raise ClrecError(f"search space file not found: {file}")
-        try:
-            values = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ClrecError(f"{file}: not valid YAML ({err})") from None
-        if not isinstance(values, dict):
-            raise ClrecError(f"{file}: expected a mapping at the top level")
-        return cls.from_mapping(values, source=str(file))
+        return cls.from_mapping(read_yaml_mapping(file, "search space file"), source=str(file))
 
     def with_trials(self, trials: int) -> TuneConfig:
         """The same space with another number of trials (validated)."""

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from clrec.data.schema import Dataset
+from clrec.errors import ClrecError
 
 Validator = Callable[["Recommender"], dict[str, float]]
 """Scores a model on validation data (e.g. ``{"ndcg@10": 0.31, ...}``); iterative models call
@@ -68,6 +69,15 @@ class Recommender(ABC):
         manifest = {"model": self.name, **meta}
         (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return out
+
+    @classmethod
+    def _read_manifest(cls, directory: str | Path) -> dict[str, Any]:
+        """The ``model.json`` written by :meth:`_start_save`, checked to name this class."""
+        root = Path(directory)
+        meta: dict[str, Any] = json.loads((root / "model.json").read_text())
+        if meta.get("model") != cls.name:
+            raise ClrecError(f"{root}: holds a {meta.get('model')!r} model, not {cls.name!r}")
+        return meta
 
     @abstractmethod
     def save(self, directory: str | Path) -> Path:

@@ -38,6 +38,7 @@ import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import Tensor, nn
 
+from clrec.config import validation_error
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.losses.alignment import alignment_loss
@@ -161,10 +162,7 @@ class ClrecConfig:
         try:
             config: ClrecConfig = TypeAdapter(cls).validate_python(params)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-            )
-            raise ClrecError(f"clrec model parameters: {problems}") from None
+            raise validation_error(err, "clrec model parameters") from None
         return config
 
     def to_params(self) -> dict[str, Any]:
@@ -621,9 +619,7 @@ class ClrecRecommender(Recommender):
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         root = Path(directory)
-        meta = json.loads((root / "model.json").read_text())
-        if meta.get("model") != cls.name:
-            raise ClrecError(f"{root}: holds a {meta.get('model')!r} model, not {cls.name!r}")
+        meta = cls._read_manifest(root)
         model = cls.from_config(meta["params"])
         device = resolve_device(model.config.device)
         state = torch.load(root / "weights.pt", map_location="cpu", weights_only=True)

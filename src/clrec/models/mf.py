@@ -9,7 +9,6 @@ one batch's loss is (:meth:`~EmbeddingRecommender.batch_loss`).
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from functools import partial
 from pathlib import Path
@@ -223,9 +222,7 @@ class EmbeddingRecommender(Recommender):
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         root = Path(directory)
-        meta = json.loads((root / "model.json").read_text())
-        if meta.get("model") != cls.name:
-            raise ClrecError(f"{root}: holds a {meta.get('model')!r} model, not {cls.name!r}")
+        meta = cls._read_manifest(root)
         model = cls.from_config(meta["params"])
         device = resolve_device(model.device)
         state = torch.load(root / "weights.pt", map_location="cpu", weights_only=True)
