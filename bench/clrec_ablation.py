@@ -108,17 +108,19 @@ def _summarise(
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    """One Markdown table; Δ is the change of mean NDCG@10 against the full model."""
-    full = rows[0]["ndcg@10"][0] if rows and rows[0]["variant"] == "full" else None
+    """One Markdown table; Δ is the change of the mean key metric against the full model
+    (NDCG@10, or cold-item NDCG@20 on a cold-item split)."""
     cold = [f"cold {name}" for name in COLD if all(f"cold {name}" in r for r in rows)]
-    columns = [*METRICS, *cold]
+    key = "cold ndcg@20" if cold else "ndcg@10"
+    full = rows[0][key][0] if rows and rows[0]["variant"] == "full" else None
+    columns = cold or list(METRICS)  # a cold-item split holds no warm test item
     lines = [
-        "| variant | " + " | ".join(columns) + " | Δ NDCG@10 | best epoch | minutes / run |",
+        "| variant | " + " | ".join(columns) + f" | Δ {key} | best epoch | minutes / run |",
         "|---|" + "---:|" * (len(columns) + 3),
     ]
     for row in rows:
         cells = [f"{row[c][0]:.4f} ± {row[c][1]:.4f}" for c in columns]
-        mean = row["ndcg@10"][0]
+        mean = row[key][0]
         delta = f"{(mean - full) / full:+.1%}" if full else "–"
         lines.append(
             f"| {row['variant']} | "
