@@ -711,27 +711,21 @@ class _TrainingPlan:
         order = rng.permutation(self.active_users)
         size = self.config.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
-        seeds = rng.integers(0, 2**62, size=len(chunks) * 2)
+        seeds = rng.integers(0, 2**62, size=len(chunks))
         separate = self.config.contrastive_mode == "separate" and self.uses_contrast
         kind: Literal["supervised", "joint"] = "supervised" if separate else "joint"
-        batches = [
-            Batch(chunk, kind, int(seed)) for chunk, seed in zip(chunks, seeds, strict=False)
-        ]
+        batches = [Batch(chunk, kind, int(seed)) for chunk, seed in zip(chunks, seeds, strict=True)]
         if separate:
             share = self.config.contrastive_share
             extra = round(len(chunks) * share / (1 - share))
             contrastive_size = self.config.contrastive_batch_size
-            for index in range(extra):
+            for _ in range(extra):
                 chosen = rng.choice(
                     self.active_users,
                     size=min(contrastive_size, len(self.active_users)),
                     replace=False,
                 )
-                batches.append(
-                    Batch(
-                        chosen, "contrastive", int(seeds[len(chunks) + index % len(chunks)]) + index
-                    )
-                )
+                batches.append(Batch(chosen, "contrastive", int(rng.integers(0, 2**62))))
             order = rng.permutation(len(batches))
             batches = [batches[i] for i in order]
         return batches
