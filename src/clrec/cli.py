@@ -406,3 +406,20 @@ def split_command(
     for guarantee in summary["guarantees"]:
         typer.echo(f"guarantee: {guarantee}")
     typer.echo(f"wrote {out}")
+
+
+@data_app.command("export")
+@_user_errors
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (dataset/ and split/).")],
+    fmt: Annotated[str, typer.Option("--format", help="recbole | lightfm")],
+    out: Annotated[Path, typer.Option(help="Folder to write the peer's input files to.")],
+    name: Annotated[
+        str | None, typer.Option(help="RecBole data set name (default: the data set's name).")
+    ] = None,
+) -> None:
+    """Write a saved split as RecBole atomic files or LightFM matrices, unchanged."""
+    from clrec.data.exporters import export_run
+
+    for path in export_run(run_dir, fmt, out, name):
+        typer.echo(f"wrote {path}")
