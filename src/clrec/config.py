@@ -108,11 +108,17 @@ def apply_override(values: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    parts = key.strip().split(".")
+    set_path(values, key.strip(), value, f"--set {override!r}")
+
+
+def set_path(values: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set the dotted ``key`` (``a.b.c``) in a nested mapping, creating sections on the way;
+    ``source`` names the setting in the error for a key that runs through a non-section."""
+    parts = key.split(".")
     node = values
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ClrecError(f"--set {override!r}: {part!r} is not a section")
+            raise ClrecError(f"{source}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value

@@ -63,7 +63,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clrec.config import RunConfig, read_yaml_mapping, validation_error
+from clrec.config import RunConfig, read_yaml_mapping, set_path, validation_error
 from clrec.data.splits import split_dataset
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
@@ -322,7 +322,7 @@ def _check(base: RunConfig, space: TuneConfig) -> dict[str, Any]:
     """The base config with ``fixed`` applied, after checking every key and probe value."""
     resolved = base.to_plain()
     for key, value in space.fixed.items():
-        _set_path(resolved, key, value)
+        set_path(resolved, key, value, f"search space key {key!r}")
     config = RunConfig.from_mapping(resolved, source="search space fixed")
     known = metric_names(config.evaluation)
     if space.metric not in known:
@@ -358,23 +358,11 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _set_path(values: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested mapping, as ``--set a.b.c=value`` does."""
-    parts = key.split(".")
-    node = values
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ClrecError(f"search space key {key!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
 def _resolve(resolved: dict[str, Any], params: dict[str, Any], source: str) -> RunConfig:
     """The run config of one trial: ``resolved`` with ``params`` set at their dotted keys."""
     values = copy.deepcopy(resolved)
     for key, value in params.items():
-        _set_path(values, key, value)
+        set_path(values, key, value, f"search space key {key!r}")
     return RunConfig.from_mapping(values, source=source)
 
 
