@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the peers' own virtual environments, apart from the project's (../shared/STACK.md):
-#   bench/peers/.venvs/recbole   RecBole 1.2.1, CPU torch 2.13.0, numpy < 2 (RecBole-GNN is not
-#                                on the package index; it still has to be brought in)
+#   bench/peers/.venvs/recbole   RecBole 1.2.1, CPU torch 2.13.0, numpy < 2, faiss-cpu (NCL's
+#                                k-means). RecBole-GNN is not on the package index: SimGCL and
+#                                XSimGCL come from bench/peers/recbole_gcl.py instead
 #   bench/peers/.venvs/lightfm   LightFM 1.17 built from its sdist with the Python 3.11 fix
 # Idempotent: an environment that already imports its package is left alone.
 #   bash bench/peers/setup_envs.sh [recbole|lightfm|all]
@@ -13,13 +14,14 @@ mkdir -p "$venvs"
 
 setup_recbole() {
   local env="$venvs/recbole"
-  if [ -x "$env/bin/python" ] && "$env/bin/python" -c "import recbole" 2>/dev/null; then
+  if [ -x "$env/bin/python" ] && "$env/bin/python" -c "import recbole, faiss, scipy.sparse as s; s.dok_matrix._update" 2>/dev/null; then
     echo "recbole: ready ($env)"; return
   fi
   python3 -m venv "$env"
   "$env/bin/pip" install -q "setuptools<81" wheel
-  "$env/bin/pip" install -q "torch==2.13.0" "numpy<2" "pandas<3" "scipy<1.15" \
-    "recbole==1.2.1" "thop" "tensorboard" "colorlog" "colorama"
+  # scipy < 1.12: RecBole's graph models build their adjacency with dok_matrix._update
+  "$env/bin/pip" install -q "torch==2.13.0" "numpy<2" "pandas<3" "scipy<1.12" \
+    "recbole==1.2.1" "faiss-cpu<1.10" "thop" "tensorboard" "colorlog" "colorama"
   "$env/bin/python" -c "import recbole; print('recbole', recbole.__version__)"
 }
 

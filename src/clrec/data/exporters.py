@@ -59,6 +59,12 @@ def _clean(values: pd.Series) -> pd.Series:
     return text.str.replace(r"\s+", " ", regex=True).str.strip()
 
 
+def _unquoted(values: pd.Series) -> pd.Series:
+    """``_clean`` with ``"`` turned into ``'``: RecBole reads atomic files with pandas' default
+    quoting, so a field that starts with ``"`` would swallow the tabs after it."""
+    return _clean(values).str.replace('"', "'", regex=False)
+
+
 # ---------------------------------------------------------------------- RecBole
 def export_recbole(dataset: Dataset, split: Split, out_dir: str | Path, name: str) -> list[Path]:
     """RecBole atomic files for ``benchmark_filename`` in ``out_dir/name``; returns the paths.
@@ -108,14 +114,18 @@ def export_recbole(dataset: Dataset, split: Split, out_dir: str | Path, name: st
         values = dataset.items[field_name].reset_index(drop=True)
         if kind == "tags":
             # one token per tag: RecBole splits token_seq on spaces, so a tag's own
-            # whitespace becomes '_'
+            # whitespace becomes '_' (and '"' becomes "'", as in _unquoted)
             cleaned = [
-                " ".join(_SPACE.sub("_", t.strip()) for t in row.split("|") if t.strip())
+                " ".join(
+                    _SPACE.sub("_", t.strip()).replace('"', "'")
+                    for t in row.split("|")
+                    if t.strip()
+                )
                 for row in values.astype("string").fillna("").tolist()
             ]
             item_columns.append(pd.Series(cleaned, dtype="string"))
         else:
-            item_columns.append(_clean(values))
+            item_columns.append(_unquoted(values))
         item_header.append(f"{column}:{_RECBOLE_KINDS[kind]}")
         field_names.append(column)
     item_path = folder / f"{name}.item"

@@ -27,6 +27,7 @@ contrastive terms to every batch; ``separate`` gives them their own batches, a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -66,7 +67,14 @@ PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 PRIOR_REGS = (10.0, 50.0, 250.0, 1000.0)
 MAX_PRIOR_ITEMS = 30_000  # EASE solves an items × items system
 # settings that do not change a fit's result: a checkpoint resumes across them
-NOT_DECISIVE = ("progress", "num_threads", "log_dir", "checkpoint_dir", "device")
+NOT_DECISIVE = (
+    "progress",
+    "num_threads",
+    "log_dir",
+    "checkpoint_dir",
+    "device",
+    "time_limit_minutes",
+)
 Similarity = Literal["cosine", "dot"]
 
 
@@ -117,6 +125,8 @@ class ClrecConfig:
     epochs: int = 100
     eval_every: int = 1
     patience: int = 8
+    # wall-clock cap on training: stop after the first epoch that ends past it (None: no cap)
+    time_limit_minutes: float | None = None
     init_std: float = 0.1
     seed: int = 2020
     device: str | None = None
@@ -142,6 +152,11 @@ class ClrecConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.contrastive_batch_size >= 2, "contrastive_batch_size must be at least 2"),
             (self.init_std > 0, "init_std must be positive"),
+            (
+                self.time_limit_minutes is None
+                or (math.isfinite(self.time_limit_minutes) and self.time_limit_minutes > 0),
+                "time_limit_minutes must be positive and finite",
+            ),
             (self.prior_reg is None or self.prior_reg > 0, "prior_reg must be positive"),
             (self.supervised in ("softmax", "bpr", "bce", "mse"), "unknown supervised loss"),
             (self.similarity in ("cosine", "dot"), "similarity must be 'cosine' or 'dot'"),
@@ -331,6 +346,7 @@ class ClrecRecommender(Recommender):
         self.prior_norm = 1.0  # 1 / σ of the prior's scores
         self.prior_search: list[dict[str, float]] = []
         self.best_epoch = 0
+        self.stopped_by_time = False  # the time limit ended the last fit early
         self._history: list[dict[str, float]] = []
         self._user_final: Tensor | None = None  # (U, D) cached for scoring
         self._item_final: Tensor | None = None  # (I, D) cached for scoring
@@ -371,6 +387,7 @@ class ClrecRecommender(Recommender):
                 weight_decay=config.weight_decay,
                 eval_every=config.eval_every,
                 patience=config.patience,
+                time_limit_minutes=config.time_limit_minutes,
                 progress=config.progress,
                 checkpoint_dir=config.checkpoint_dir,
                 log_dir=config.log_dir,
@@ -394,6 +411,7 @@ class ClrecRecommender(Recommender):
             )
             self._history = result.history
             self.best_epoch = result.best_epoch
+            self.stopped_by_time = result.stopped_by_time
             self.refresh()
             if config.prior == "ease":
                 self._fuse_prior(train, validator)
@@ -598,6 +616,7 @@ class ClrecRecommender(Recommender):
             directory,
             params=self.config.to_params(),
             best_epoch=self.best_epoch,
+            stopped_by_time=self.stopped_by_time,
             history=self._history,
             content=content_names,
             prior_scale=self.prior_scale,
@@ -626,6 +645,7 @@ class ClrecRecommender(Recommender):
         model._user_final = state["user_final"].to(device)
         model._item_final = state["item_final"].to(device)
         model.best_epoch = int(meta.get("best_epoch", 0))
+        model.stopped_by_time = bool(meta.get("stopped_by_time", False))
         model._history = list(meta.get("history", []))
         model._saved_network = (state["network"], list(meta.get("content", [])))
         model.prior_scale = float(meta.get("prior_scale", 0.0))

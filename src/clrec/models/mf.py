@@ -59,8 +59,9 @@ class EmbeddingRecommender(Recommender):
     Hyper-parameters (all named, all saved): ``embedding_size`` D; Adam ``lr``; L2
     ``reg_weight`` (see :class:`~clrec.losses.bpr.BPRLoss`); ``batch_size`` triples per step;
     at most ``epochs`` epochs; validation every ``eval_every`` epochs; stop after
-    ``patience`` validations without a better ``ndcg@10`` (0 = never); ``init_std`` of the
-    normal initialisation; ``seed`` for initialisation and sampling; ``device`` (None → CUDA
+    ``patience`` validations without a better ``ndcg@10`` (0 = never), or after the first
+    epoch that ends past ``time_limit_minutes`` of training (None = no limit); ``init_std`` of
+    the normal initialisation; ``seed`` for initialisation and sampling; ``device`` (None → CUDA
     if available, else CPU); ``num_threads`` torch CPU threads while fitting (None → leave
     torch's setting); ``progress`` bars.
     """
@@ -75,6 +76,7 @@ class EmbeddingRecommender(Recommender):
         epochs: int,
         eval_every: int,
         patience: int,
+        time_limit_minutes: float | None,
         init_std: float,
         seed: int,
         device: str | None,
@@ -98,6 +100,7 @@ class EmbeddingRecommender(Recommender):
             eval_every=eval_every,
             patience=patience,
             progress=progress,
+            time_limit_minutes=time_limit_minutes,
         )
         self.embedding_size = embedding_size
         self.lr = lr
@@ -106,6 +109,7 @@ class EmbeddingRecommender(Recommender):
         self.epochs = epochs
         self.eval_every = eval_every
         self.patience = patience
+        self.time_limit_minutes = time_limit_minutes
         self.init_std = init_std
         self.seed = seed
         self.device = device
@@ -114,6 +118,7 @@ class EmbeddingRecommender(Recommender):
         self.loss = BPRLoss(reg_weight)
         self.tables: EmbeddingTables | None = None
         self.best_epoch = 0
+        self.stopped_by_time = False  # the time limit ended the last fit early
         self._history: list[dict[str, float]] = []
         self._user_final: Tensor | None = None  # (U, D) cached for scoring
         self._item_final: Tensor | None = None  # (I, D) cached for scoring
@@ -140,6 +145,7 @@ class EmbeddingRecommender(Recommender):
             "epochs": self.epochs,
             "eval_every": self.eval_every,
             "patience": self.patience,
+            "time_limit_minutes": self.time_limit_minutes,
             "init_std": self.init_std,
             "seed": self.seed,
             "device": self.device,
@@ -179,6 +185,7 @@ class EmbeddingRecommender(Recommender):
             )
             self._history = result.history
             self.best_epoch = result.best_epoch
+            self.stopped_by_time = result.stopped_by_time
             self.refresh()  # the restored best state, not the last validated one
         finally:
             torch.set_num_threads(previous_threads)
@@ -208,7 +215,11 @@ class EmbeddingRecommender(Recommender):
         if self.tables is None or self._user_final is None or self._item_final is None:
             raise ClrecError(f"{type(self).__name__}.save called before fit")
         out = self._start_save(
-            directory, params=self.params(), best_epoch=self.best_epoch, history=self._history
+            directory,
+            params=self.params(),
+            best_epoch=self.best_epoch,
+            stopped_by_time=self.stopped_by_time,
+            history=self._history,
         )
         state = {
             "user": self.tables.user.detach().cpu(),
@@ -230,6 +241,7 @@ class EmbeddingRecommender(Recommender):
         model._user_final = state["user_final"].to(device)
         model._item_final = state["item_final"].to(device)
         model.best_epoch = int(meta.get("best_epoch", 0))
+        model.stopped_by_time = bool(meta.get("stopped_by_time", False))
         model._history = list(meta.get("history", []))
         return model
 
@@ -259,6 +271,7 @@ class BPRMF(EmbeddingRecommender):
         epochs: int = 300,
         eval_every: int = 1,
         patience: int = 10,
+        time_limit_minutes: float | None = None,
         init_std: float = 0.02,
         seed: int = 2020,
         device: str | None = None,
@@ -273,6 +286,7 @@ class BPRMF(EmbeddingRecommender):
             epochs=epochs,
             eval_every=eval_every,
             patience=patience,
+            time_limit_minutes=time_limit_minutes,
             init_std=init_std,
             seed=seed,
             device=device,

@@ -9,7 +9,9 @@ A model hands the loop two closures and keeps its maths to itself:
 
 Every ``eval_every`` epochs ``validate()`` returns metrics; the best state by ``metric``
 (higher is better) is kept and restored at the end, and training stops after ``patience``
-evaluations without improvement. With a ``checkpoint_dir`` the loop writes a checkpoint at
+evaluations without improvement. With ``time_limit_minutes`` it also stops after the first
+epoch that ends past that wall-clock budget (measured from the start of this call, so a resumed
+run gets a fresh budget). With a ``checkpoint_dir`` the loop writes a checkpoint at
 the end of every epoch (model, optimiser, history, best state, counters; written to a
 temporary file and renamed, so a kill never leaves a half-written one) and, when one is
 there, resumes from it. With a ``log_dir`` every loss part and metric goes to TensorBoard.
@@ -39,7 +41,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """Loop settings; ``patience`` counts evaluations (0 = never stop early)."""
+    """Loop settings; ``patience`` counts evaluations (0 = never stop early);
+    ``time_limit_minutes`` caps the wall-clock training time (None = no limit)."""
 
     epochs: int = 100
     lr: float = 1e-3
@@ -51,6 +54,7 @@ class LoopConfig:
     progress: bool = True
     checkpoint_dir: str | None = None
     log_dir: str | None = None
+    time_limit_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -65,6 +69,9 @@ class LoopConfig:
             raise ClrecError(f"eval_every must be at least 1, got {self.eval_every}")
         if self.patience < 0:
             raise ClrecError(f"patience must be ≥ 0, got {self.patience}")
+        limit = self.time_limit_minutes
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise ClrecError(f"time_limit_minutes must be positive and finite, got {limit}")
 
 
 @dataclass
@@ -77,6 +84,7 @@ class TrainResult:
     epochs_run: int = 0
     train_seconds: float = 0.0
     resumed_from: int = 0  # epoch of the checkpoint this run started from (0: fresh)
+    stopped_by_time: bool = False  # time_limit_minutes ended training before ``epochs``
 
 
 def build_optimizer(
@@ -100,7 +108,9 @@ def run_training(
     """Train ``module``'s parameters; restore the best validated state (or keep the last).
 
     ``fingerprint`` (e.g. the model's hyper-parameters and data sizes) is stored in the
-    checkpoint; resuming from a checkpoint with another fingerprint is refused.
+    checkpoint; resuming from a checkpoint with another fingerprint is refused. With
+    ``config.time_limit_minutes`` training stops after the first epoch (validated, checkpointed
+    and logged as usual) that ends past the limit; ``stopped_by_time`` then says so.
     """
     optimizer = build_optimizer(module.parameters(), config)
     result = TrainResult()
@@ -112,6 +122,8 @@ def run_training(
     # a checkpoint of a run that already stopped early: nothing left to train
     stopped = bool(config.patience) and state.bad_evaluations >= config.patience
     first_epoch = config.epochs + 1 if stopped else result.epochs_run + 1
+    limit_seconds = None if config.time_limit_minutes is None else 60 * config.time_limit_minutes
+    started = time.perf_counter()
     try:
         for epoch in range(first_epoch, config.epochs + 1):
             entry = _train_epoch(module, optimizer, epoch, epoch_batches, batch_loss, config)
@@ -137,6 +149,15 @@ def run_training(
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, module, optimizer, result, state, fingerprint or {})
             if stop:
+                break
+            elapsed = time.perf_counter() - started
+            if limit_seconds is not None and elapsed > limit_seconds and epoch < config.epochs:
+                result.stopped_by_time = True
+                _say(
+                    f"stopping after epoch {epoch}: the time limit of "
+                    f"{config.time_limit_minutes:g} minutes is spent ({elapsed:.1f} s)",
+                    config,
+                )
                 break
     finally:
         if writer is not None:
@@ -228,6 +249,11 @@ def _report(entry: dict[str, float], config: LoopConfig) -> None:
     line = f"epoch {int(entry['epoch'])}: " + ", ".join(
         f"{key} {entry[key]:.4f}" for key in shown if key in entry
     )
+    _say(line, config)
+
+
+def _say(line: str, config: LoopConfig) -> None:
+    """``line`` to the ``logging`` log (INFO) and, with progress bars, to the display."""
     logger.info(line)
     if config.progress:
         tqdm.write(line)
@@ -279,6 +305,7 @@ def _resume(
     for key, value in payload["result"].items():
         setattr(result, key, value)
     result.resumed_from = result.epochs_run
+    result.stopped_by_time = False  # every call has its own time budget
     return _LoopState(payload["best_state"], int(payload["bad_evaluations"]))
 
 

@@ -25,7 +25,8 @@ BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    """Loop settings; ``patience`` counts evaluations (0 = never stop early)."""
+    """Loop settings; ``patience`` counts evaluations (0 = never stop early);
+    ``time_limit_minutes`` caps the wall-clock training time (None = no limit)."""
 
     epochs: int = 100
     batch_size: int = 4096
@@ -34,6 +35,7 @@ class TrainerConfig:
     patience: int = 10
     metric: str = "ndcg@10"
     progress: bool = True
+    time_limit_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -49,6 +51,7 @@ class TrainerConfig:
             patience=self.patience,
             metric=self.metric,
             progress=self.progress,
+            time_limit_minutes=self.time_limit_minutes,
         )
 
 

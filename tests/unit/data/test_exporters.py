@@ -137,6 +137,21 @@ def test_recbole_content_is_tab_and_newline_free(tmp_path: Path) -> None:
     assert frame["item_id"].iloc[-1] == "f"
 
 
+def test_recbole_item_file_reads_with_pandas_default_quoting(tmp_path: Path) -> None:
+    # RecBole reads atomic files with pandas' default quoting: a title that starts with '"'
+    # must not swallow the following fields
+    dataset = tiny_dataset()
+    dataset.items.loc[dataset.items["id"] == "e", "title"] = '"Quoted" Film'
+    dataset.items.loc[dataset.items["id"] == "e", "genres"] = '"Sci Fi"|Drama'
+    split = split_dataset(dataset, SplitConfig(seed=1))
+    export_recbole(dataset, split, tmp_path, "tiny")
+    frame = pd.read_csv(tmp_path / "tiny" / "tiny.item", sep="\t", engine="python", dtype=str)
+    assert len(frame) == dataset.n_items
+    row = frame[frame["item_id:token"] == "e"].iloc[0]
+    assert row["title:token_seq"] == "'Quoted' Film"
+    assert row["genres:token_seq"] == "'Sci_Fi' Drama"
+
+
 def test_recbole_rejects_unsafe_name(ml_split: tuple[Dataset, Split], tmp_path: Path) -> None:
     dataset, split = ml_split
     with pytest.raises(ClrecError, match="name"):

@@ -214,6 +214,18 @@ def test_resume_after_crash_matches_uninterrupted_run(
     np.testing.assert_array_equal(again.score(users), reference.score(users))
 
 
+def test_time_limit_stops_after_one_epoch_and_resume_may_change_it(
+    world: World, tmp_path: Path
+) -> None:
+    folder = str(tmp_path / "checkpoints")
+    model = _fit(world, epochs=5, time_limit_minutes=1e-9, checkpoint_dir=folder)
+    assert len(model.history) == 1 and model.best_epoch == 1 and model.stopped_by_time
+    # the limit is not decisive: the checkpoint resumes without it and trains the rest
+    resumed = _fit(world, epochs=5, checkpoint_dir=folder)
+    assert [int(e["epoch"]) for e in resumed.history] == [1, 2, 3, 4, 5]
+    assert not resumed.stopped_by_time
+
+
 # ---------------------------------------------------------------------- cold start
 def test_cold_items_ranked_from_content(world: World, content_model: ClrecRecommender) -> None:
     assert _cold_recall(world, content_model) >= 3 * 0.25
@@ -379,6 +391,8 @@ def test_tensorboard_events_written(world: World, tmp_path: Path) -> None:
         ({"weights": {"contrastive": -1}}, "contrastive"),
         ({"content": {"modalities": ["feat"], "cach_dir": None}}, "cach_dir"),
         ({"supervised": "hinge"}, "supervised"),
+        ({"time_limit_minutes": 0}, "time_limit_minutes"),
+        ({"time_limit_minutes": float("nan")}, "time_limit_minutes"),
     ],
 )
 def test_bad_params(params: dict[str, Any], message: str) -> None:

@@ -177,6 +177,19 @@ def test_same_seed_same_model(cls: type[EmbeddingRecommender], extra: dict[str, 
     assert not np.array_equal(first.score(users), other.score(users))
 
 
+@pytest.mark.parametrize(("cls", "extra"), MODELS)
+def test_time_limit_stops_after_one_epoch(
+    cls: type[EmbeddingRecommender], extra: dict[str, object], tmp_path: Path
+) -> None:
+    train, _ = _blocks()
+    model = cls.from_config({**FAST, **extra, "epochs": 5, "time_limit_minutes": 1e-9})
+    model.fit(train)
+    assert len(model.history) == 1 and model.best_epoch == 1 and model.stopped_by_time
+    assert model.params()["time_limit_minutes"] == 1e-9
+    restored = cls.load(model.save(tmp_path / "model"))
+    assert restored.stopped_by_time and restored.params() == model.params()
+
+
 # ---------------------------------------------------------------------- configuration
 def test_from_config_and_registry() -> None:
     model = build_model("lightgcn", {"n_layers": 1, "embedding_size": 8, "lr": 0.01})
@@ -195,6 +208,8 @@ def test_from_config_and_registry() -> None:
         {"epochs": 0},
         {"eval_every": 0},
         {"patience": -1},
+        {"time_limit_minutes": 0.0},
+        {"time_limit_minutes": float("nan")},
         {"init_std": 0.0},
         {"seed": -1},
         {"num_threads": 0},

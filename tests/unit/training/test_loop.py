@@ -1,6 +1,6 @@
-"""The shared epoch loop: learning, early stopping with best-state restore, exact resumption
-from checkpoints, fingerprints, damaged files, non-finite losses, TensorBoard logs, AdamW and
-config checks — all on a tiny linear regression."""
+"""The shared epoch loop: learning, early stopping with best-state restore, the wall-clock
+limit, exact resumption from checkpoints, fingerprints, damaged files, non-finite losses,
+TensorBoard logs, AdamW and config checks — all on a tiny linear regression."""
 
 from __future__ import annotations
 
@@ -128,6 +128,61 @@ def test_validator_without_the_metric_is_refused() -> None:
         )
 
 
+# ---------------------------------------------------------------------- time limit
+def test_time_limit_stops_after_one_epoch_and_restores_the_best_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = _module()
+    seen: list[dict[str, Tensor]] = []
+
+    def validate() -> dict[str, float]:
+        seen.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+        return {"ndcg@10": 0.5}
+
+    config = _config(epochs=5, time_limit_minutes=1e-9)  # any epoch takes longer
+    with caplog.at_level("INFO", logger="clrec.training.loop"):
+        result = run_training(module, _epoch_batches, _loss_fn(module), config, validate=validate)
+    assert result.stopped_by_time and result.epochs_run == 1 and len(seen) == 1
+    assert result.best_epoch == 1 and result.best_score == 0.5
+    assert [int(entry["epoch"]) for entry in result.history] == [1]
+    for key, value in seen[0].items():
+        assert torch.equal(module.state_dict()[key], value)
+    assert any("time limit" in record.getMessage() for record in caplog.records)
+
+
+def test_time_limit_keeps_the_last_state_without_validation() -> None:
+    module = _module()
+    config = _config(epochs=5, time_limit_minutes=1e-9)
+    result = run_training(module, _epoch_batches, _loss_fn(module), config)
+    assert result.stopped_by_time and result.epochs_run == 1 and result.best_epoch == 1
+
+
+def test_no_time_limit_runs_every_epoch() -> None:
+    module = _module()
+    config = _config(epochs=4)
+    result = run_training(
+        module, _epoch_batches, _loss_fn(module), config, validate=_validator(module)
+    )
+    assert not result.stopped_by_time and result.epochs_run == 4 and len(result.history) == 4
+
+
+def test_time_limit_on_the_last_epoch_is_not_a_time_stop() -> None:
+    module = _module()
+    config = _config(epochs=1, time_limit_minutes=1e-9)
+    result = run_training(module, _epoch_batches, _loss_fn(module), config)
+    assert not result.stopped_by_time and result.epochs_run == 1
+
+
+def test_patience_stop_is_not_a_time_stop() -> None:
+    module = _module()
+    scores = iter([0.5, 0.1])
+    config = _config(epochs=5, patience=1, time_limit_minutes=1e3)
+    result = run_training(
+        module, _epoch_batches, _loss_fn(module), config, validate=lambda: {"ndcg@10": next(scores)}
+    )
+    assert result.epochs_run == 2 and not result.stopped_by_time
+
+
 # ---------------------------------------------------------------------- checkpoints
 def _checkpointed(
     folder: Path, crash_at: int | None = None, fingerprint: dict[str, object] | None = None
@@ -250,6 +305,10 @@ def test_non_finite_loss_is_a_clear_error() -> None:
         {"weight_decay": float("nan")},
         {"eval_every": 0},
         {"patience": -1},
+        {"time_limit_minutes": 0.0},
+        {"time_limit_minutes": -1.0},
+        {"time_limit_minutes": float("nan")},
+        {"time_limit_minutes": float("inf")},
     ],
 )
 def test_bad_config_is_refused(settings: dict[str, object]) -> None:
