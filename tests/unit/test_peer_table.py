@@ -49,8 +49,8 @@ def test_topk_lists_score_like_the_full_scores(table: ModuleType) -> None:
         assert from_lists[metric] == pytest.approx(dense[metric], abs=1e-12), metric
     # and reversing the lists must change the figures (the rank order is used)
     reversed_lists = table.SavedScores.from_topk(users, lists[:, ::-1].copy(), shape)
-    assert evaluator.evaluate(reversed_lists, split.test, seen).metrics["ndcg@10"] < (
-        dense["ndcg@10"]
+    assert (
+        evaluator.evaluate(reversed_lists, split.test, seen).metrics["ndcg@10"] < (dense["ndcg@10"])
     )
 
 
