@@ -34,12 +34,17 @@ class EASE(Recommender):
 
     def fit(self, train: Dataset, validator: Validator | None = None) -> Self:
         self.seen = interaction_matrix(train.interactions, train.n_users, train.n_items)
-        gram = torch.from_numpy((self.seen.T @ self.seen).toarray().astype(np.float32))
+        seen = self.seen.astype(np.float32)
+        gram = torch.from_numpy((seen.T @ seen).toarray())  # (I, I) float32
         gram.diagonal().add_(self.reg_weight)
         # The regularised Gram matrix is symmetric positive definite: a float32 Cholesky
         # inverse is ~2x faster than a general float64 inverse and agrees to ~1e-6 relative.
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # (I, I)
-        weights = -precision / precision.diagonal()  # column j divided by P_jj
+        # At most two I × I matrices live at once (memory is what bounds I here).
+        factor = torch.linalg.cholesky(gram)  # (I, I)
+        del gram
+        weights = torch.cholesky_inverse(factor)  # (I, I) precision P
+        del factor
+        weights.div_(weights.diagonal().clone()).neg_()  # column j: -P_ij / P_jj
         weights.fill_diagonal_(0.0)
         self.weights = weights.numpy()
         return self
