@@ -434,6 +434,8 @@ class ClrecRecommender(Recommender):
                 self.prior_search.append({"reg": reg, "ndcg@10": score})
                 if score > best_score:
                     best_score, self.prior = score, candidate
+                # items² floats each: only the best so far outlives the next fit
+                del candidate
         assert self.prior is not None
         rng = np.random.default_rng(self.config.seed)
         sample = rng.choice(train.n_users, size=min(train.n_users, 512), replace=False)
