@@ -1,0 +1,1 @@
+"""Serving-time building blocks: item-vector indexes for top-k retrieval."""
