@@ -20,7 +20,6 @@ import warnings
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
 FloatArray = np.ndarray
 
@@ -113,6 +112,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_neg = float(y.size - n_pos)
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy import stats  # imported where used: it weighs ~50 MB
+
     ranks = stats.rankdata(s)  # (N,) ascending, ties get their average rank
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -340,6 +341,8 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     if n and not diff.any():
         result.update(t_statistic=0.0, t_pvalue=1.0, wilcoxon_statistic=0.0, wilcoxon_pvalue=1.0)
         return result
+    from scipy import stats  # imported where used: it weighs ~50 MB
+
     with warnings.catch_warnings():
         # constant non-zero differences make the t statistic infinite; scipy warns, we report
         warnings.simplefilter("ignore", RuntimeWarning)
