@@ -233,6 +233,24 @@ def encode_command(
         typer.echo(f"wrote {dataset.save(out)}")
 
 
+@app.command("export")
+@_user_errors
+def export_artifact_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by train or run.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the serving artifact to.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
+) -> None:
+    """Write a self-contained, checksummed serving artifact (vectors, id maps, model)."""
+    from clrec.serving.artifact import export_artifact, load_artifact
+
+    path = export_artifact(run_dir, out, overwrite=overwrite)
+    artifact = load_artifact(path)  # verified as a server would load it
+    typer.echo(
+        f"wrote {path}: {artifact.model_name}, {artifact.n_users:,} users × "
+        f"{artifact.n_items:,} items, {artifact.dim}-d"
+    )
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered models."""

@@ -81,3 +81,27 @@ def test_bad_ratios_are_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "--ratios" in result.output
+
+
+def test_export_writes_a_verified_artifact(tmp_path: Path) -> None:
+    from clrec.serving.artifact import load_artifact
+
+    config = tmp_path / "bpr.yaml"
+    config.write_text(
+        "data: {name: ml-latest-small, min_rating: 4}\n"
+        "model: {name: bpr, params: {epochs: 2, progress: false}}\n"
+        "evaluation: {progress: false}\n"
+    )
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(config), "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    artifact = tmp_path / "artifact"
+    result = runner.invoke(app, ["export", str(run), "--out", str(artifact)])
+    assert result.exit_code == 0, result.output
+    assert "bpr" in result.output and "64-d" in result.output
+    loaded = load_artifact(artifact)
+    assert loaded.item_vectors.shape == (loaded.n_items, 64)
+    again = runner.invoke(app, ["export", str(run), "--out", str(artifact)])
+    assert again.exit_code != 0 and "overwrite" in again.output
+    replaced = runner.invoke(app, ["export", str(run), "--out", str(artifact), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
