@@ -49,6 +49,29 @@ class TimeCapError(Exception):
     """Raised at the start of an epoch once the training time cap has passed."""
 
 
+class CappedBatches:
+    """A RecBole train loader that stops yielding batches once ``deadline`` has passed, so
+    the cap also ends an epoch that alone would outlast it (SGL, NCL on ML-1M, Gowalla)."""
+
+    def __init__(self, loader: Any, deadline: float | None) -> None:
+        self.loader = loader
+        self.deadline = deadline
+        self.yielded = 0
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            if self.yielded and self.deadline is not None and time.perf_counter() > self.deadline:
+                return
+            self.yielded += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
 def timed_trainer(base: type, deadline: float | None) -> type:
     """``base`` (a RecBole trainer class) that records epoch / validation times and stops at
     ``deadline`` (a ``time.perf_counter`` value)."""
@@ -60,13 +83,20 @@ def timed_trainer(base: type, deadline: float | None) -> type:
             self.train_seconds: list[float] = []
             self.valid_seconds: list[float] = []
             self.valid_curve: list[tuple[float, float]] = []  # (elapsed s, NDCG@10)
+            self.cut_epochs = 0  # epochs the cap ended early (their time is extrapolated)
 
         def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-            if deadline is not None and time.perf_counter() > deadline:
+            # at least one (possibly cut) epoch, so there is a checkpoint to test
+            if self.train_seconds and deadline is not None and time.perf_counter() > deadline:
                 raise TimeCapError
             begun = time.perf_counter()
-            loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
-            self.train_seconds.append(time.perf_counter() - begun)
+            batches = CappedBatches(train_data, deadline)
+            loss = super()._train_epoch(batches, epoch_idx, loss_func, show_progress)
+            seconds = time.perf_counter() - begun
+            if 0 < batches.yielded < len(batches):  # cut by the cap: a full epoch's time
+                self.cut_epochs += 1
+                seconds *= len(batches) / batches.yielded
+            self.train_seconds.append(seconds)
             return loss
 
         def _valid_epoch(self, valid_data, show_progress=False):
@@ -207,7 +237,8 @@ def main() -> None:
         "model": args.model,
         "epochs": len(trainer.train_seconds),
         "best_epoch": None if best is None else best + 1,
-        "capped": capped,
+        "capped": capped or trainer.cut_epochs > 0,
+        "cut_epochs": trainer.cut_epochs,
         "time_cap_minutes": args.time_cap,
         "model_init_seconds": init_seconds,
         # a closed-form model's one "epoch" is its construction plus that epoch
