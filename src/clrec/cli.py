@@ -6,6 +6,7 @@ This module and the service entry point are the only places that read the enviro
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -20,6 +21,8 @@ from clrec.errors import ClrecError
 if TYPE_CHECKING:
     from clrec.config import RunConfig
     from clrec.data.splits import Scheme
+    from clrec.serving.settings import ServiceSettings
+    from clrec.serving.store import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,6 +35,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect, validate and split data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(
+    help="Create, list and revoke the recommendation service's API keys.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 
 
 def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -249,6 +256,163 @@ def export_artifact_command(
         f"wrote {path}: {artifact.model_name}, {artifact.n_users:,} users × "
         f"{artifact.n_items:,} items, {artifact.dim}-d"
     )
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: SQLite service.db in --data-dir)."),
+]
+DataDirOption = Annotated[
+    Path, typer.Option(help="Folder of the default SQLite database, service.db.")
+]
+_DEFAULT_DATA_DIR = Path("clrec-service")
+
+
+@app.command("serve")
+@_user_errors
+def serve_command(
+    artifact: Annotated[Path, typer.Argument(help="An artifact folder written by export.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (each loads the artifact).")
+    ] = 1,
+    db: DbOption = None,
+    data_dir: DataDirOption = _DEFAULT_DATA_DIR,
+    index: Annotated[str, typer.Option(help="Item index: exact | hnsw.")] = "exact",
+    auth: Annotated[
+        bool, typer.Option(help="Require an API key (--no-auth only for local tries).")
+    ] = True,
+    max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 100,
+    rate_limit: Annotated[
+        float, typer.Option(min=0.0, help="Requests per second per API key (0: no limit).")
+    ] = 50.0,
+    burst: Annotated[int, typer.Option(min=1, help="Requests a key may save up.")] = 100,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
+) -> None:
+    """Serve real-time recommendations over HTTP from an exported artifact."""
+    try:
+        import uvicorn
+        import uvicorn.config
+
+        from clrec.serving.app import SETTINGS_ENV
+    except ModuleNotFoundError as err:
+        raise ClrecError(f"clrec serve needs {err.name}: pip install 'clrec[serve]'") from None
+    from clrec.serving.store import Store
+
+    if not (artifact / "artifact.json").is_file():
+        raise ClrecError(f"{artifact}: not a clrec artifact (no artifact.json); see clrec export")
+    settings = _service_settings(
+        artifact=artifact.resolve(),
+        data_dir=data_dir.resolve(),
+        database_url=db,
+        index={"kind": index},
+        auth_required=auth,
+        max_k=max_k,
+        rate_limit_per_s=rate_limit,
+        rate_limit_burst=burst,
+        log_level=log_level,
+        sync_interval_s=1.0 if workers > 1 else None,
+    )
+    Store(settings.db_url).close()  # the tables exist before any worker starts
+    # Workers build their own app from these settings (uvicorn imports the factory).
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["clrec"] = {
+        "handlers": ["default"],
+        "level": settings.log_level,
+        "propagate": False,
+    }
+    uvicorn.run(
+        "clrec.serving.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the service logs each request itself, without ids or queries
+        log_config=log_config,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _service_settings(**values: Any) -> ServiceSettings:
+    """ServiceSettings from CLI values; a validation problem becomes a ClrecError."""
+    from pydantic import ValidationError
+
+    from clrec.serving.settings import ServiceSettings
+
+    try:
+        return ServiceSettings(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ClrecError(f"invalid service settings: {problems}") from None
+
+
+def _key_store(db: str | None, data_dir: Path) -> Store:
+    from clrec.serving.settings import default_database_url
+    from clrec.serving.store import Store
+
+    return Store(db or default_database_url(data_dir))
+
+
+@keys_app.command("create")
+@_user_errors
+def keys_create_command(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write.")] = "read",
+    db: DbOption = None,
+    data_dir: DataDirOption = _DEFAULT_DATA_DIR,
+) -> None:
+    """Create an API key; its token is printed once (stdout) and never stored."""
+    store = _key_store(db, data_dir)
+    try:
+        new = store.create_key(name, scopes)
+    finally:
+        store.close()
+    typer.echo(
+        f"created key {new.key.key_id} ({new.key.name}; scopes "
+        f"{','.join(sorted(new.key.scopes))}); the token below is shown only this once:",
+        err=True,
+    )
+    typer.echo(new.token)
+
+
+@keys_app.command("revoke")
+@_user_errors
+def keys_revoke_command(
+    key: Annotated[str, typer.Argument(help="The key id (from keys list) or the key's name.")],
+    db: DbOption = None,
+    data_dir: DataDirOption = _DEFAULT_DATA_DIR,
+) -> None:
+    """Revoke the active key(s) with this key id or name; effective at once."""
+    store = _key_store(db, data_dir)
+    try:
+        revoked = store.revoke_key(key)
+    finally:
+        store.close()
+    if not revoked:
+        raise ClrecError(f"no active key has the id or name {key!r}")
+    for item in revoked:
+        typer.echo(f"revoked {item.key_id} ({item.name})")
+
+
+@keys_app.command("list")
+@_user_errors
+def keys_list_command(
+    db: DbOption = None,
+    data_dir: DataDirOption = _DEFAULT_DATA_DIR,
+) -> None:
+    """Every key: id, name, scopes, state (tokens are never stored, so never shown)."""
+    store = _key_store(db, data_dir)
+    try:
+        keys = store.list_keys()
+    finally:
+        store.close()
+    for item in keys:
+        state = "active" if item.active else "revoked"
+        typer.echo(f"{item.key_id}  {state:<7}  {','.join(sorted(item.scopes)):<10}  {item.name}")
 
 
 @app.command("models")

@@ -1,0 +1,581 @@
+"""The real-time recommendation HTTP service (FastAPI) over an exported artifact.
+
+:func:`create_app` builds the application from :class:`ServiceSettings`; nothing heavy runs at
+import or in :func:`create_app`: the artifact, the index and the database open in the
+application's lifespan (``uvicorn`` starts answering only after that). Routes::
+
+    GET  /v1/users/{user_id}/recommendations?k=&exclude_seen=&exclude=   read
+    POST /v1/recommendations          {items, profile_text, k}: cold-start users     read
+    GET  /v1/items/{item_id}/similar?k=                                              read
+    PUT  /v1/items/{item_id}?for_user=  {field: text, ...}: add or re-embed an item  write
+    POST /v1/events                   [{user, item, kind, value?, ts?}, ...]         write
+    GET  /healthz                     liveness                                       -
+    GET  /readyz                      artifact, index and database ready             -
+    GET  /metrics                     Prometheus text                                read
+
+Status codes: 401 without a valid key, 403 without the scope, 404 for an unknown user or
+item, 413 for a body over ``max_body_bytes``, 422 for bad input (including what the model
+cannot read), 429 with ``Retry-After`` beyond the key's rate, 503 while starting or when the
+database fails.
+
+Every request is logged as one line (method, route template, status, milliseconds) on the
+``clrec.serving.access`` logger; an error's message is passed through
+:class:`~clrec.encoders.privacy.PrivacyMasker` first. Paths (which hold user ids), query
+strings, bodies, profile texts and API keys are never logged.
+"""
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clrec.encoders.privacy import PrivacyMasker
+from clrec.errors import ClrecError
+from clrec.serving.security import BodySizeLimit, Security, require
+from clrec.serving.settings import ServiceSettings
+from clrec.serving.state import NotFoundError, Scored, ServiceState
+from clrec.serving.store import Event, Store, StoreError
+
+SETTINGS_ENV = "CLREC_SERVE_SETTINGS"
+"""Environment variable through which ``clrec serve`` hands its settings (JSON) to workers."""
+
+access_log = logging.getLogger("clrec.serving.access")
+logger = logging.getLogger("clrec.serving")
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_UNMATCHED = "<unmatched>"
+
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+# ---------------------------------------------------------------------- API models
+
+
+class ItemScore(BaseModel):
+    """One recommended or similar item."""
+
+    id: str
+    score: float
+    title: str | None = None
+
+
+class UserRecommendations(BaseModel):
+    user: str
+    k: int
+    items: list[ItemScore]
+
+
+class RecommendationQuery(BaseModel):
+    """A cold-start request: items the user liked and/or a free-text profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ExternalId] = Field(default_factory=list, max_length=1000)
+    profile_text: str | None = Field(default=None, min_length=1, max_length=10_000)
+    k: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _something_to_go_on(self) -> "RecommendationQuery":
+        if not self.items and self.profile_text is None:
+            raise ValueError("give at least one of items or profile_text")
+        return self
+
+
+class QueryRecommendations(BaseModel):
+    k: int
+    items: list[ItemScore]
+    ignored_items: list[str] = Field(
+        default_factory=list, description="given item ids the service does not know"
+    )
+
+
+class SimilarItems(BaseModel):
+    item: str
+    k: int
+    items: list[ItemScore]
+
+
+class PlacementOut(BaseModel):
+    """Where a written item lands for ``for_user``: rank 1 is the top recommendation."""
+
+    user: str
+    rank: int
+    score: float
+    candidates: int
+    seen: bool
+
+
+class ItemWritten(BaseModel):
+    id: str
+    created: bool
+    title: str | None = None
+    placement: PlacementOut | None = None
+
+
+class EventIn(BaseModel):
+    """One interaction: ``ts`` is an ISO datetime or epoch seconds (default: now, UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: ExternalId
+    item: ExternalId
+    kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")]
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    ts: datetime | None = None
+
+
+class EventsRecorded(BaseModel):
+    recorded: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    model: str | None = None
+    items: int | None = None
+    users: int | None = None
+    index: dict[str, Any] | None = None
+    database: bool = False
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class ServiceMetrics:
+    """The app's Prometheus collectors, in a registry of its own (several apps, e.g. in
+    tests, never share or clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "clrec_http_requests", "HTTP requests answered", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "clrec_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "clrec_http_errors",
+            "Requests that failed on the server side (5xx)",
+            labels,
+            registry=self.registry,
+        )
+        self.index_items = Gauge(
+            "clrec_index_items", "Items in the vector index", registry=self.registry
+        )
+        self.index_recall = Gauge(
+            "clrec_index_recall_at_10",
+            "recall@10 of the index against exact search, measured at start",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "clrec_events_recorded", "Events committed to the store", registry=self.registry
+        )
+        self.items_written = Counter(
+            "clrec_items_written", "Items added or updated through the API", registry=self.registry
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.requests.labels(method, route, code).inc()
+        self.latency.labels(method, route, code).observe(seconds)
+        if status >= 500:
+            self.errors.labels(method, route, code).inc()
+
+
+class RequestObserver:
+    """ASGI middleware: count, time and log every request by its route template."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServiceMetrics,
+        routes: Callable[[], list[BaseRoute]],
+        log_requests: bool,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            route = self._template(scope)
+            method = str(scope.get("method", "?"))
+            self.metrics.observe(method, route, status, seconds)
+            if self.log_requests:
+                detail = scope["state"].get("log_detail")
+                access_log.info(
+                    "%s %s %d %.1fms%s",
+                    method,
+                    route,
+                    status,
+                    seconds * 1000,
+                    f" {detail}" if detail else "",
+                )
+
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path template (never the raw path, which holds ids)."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+        for candidate in self.routes():  # answered before routing (e.g. 413)
+            match, _ = candidate.matches(scope)
+            if match is not Match.NONE:
+                found = getattr(candidate, "path", None)
+                if isinstance(found, str):
+                    return found
+        return _UNMATCHED
+
+
+# ---------------------------------------------------------------------- the app
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The service for ``settings``; the artifact, index and database load at start-up."""
+    metrics = ServiceMetrics()
+    masker = PrivacyMasker(settings.mask_patterns)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("clrec.serving").setLevel(settings.log_level)
+        store = await run_in_threadpool(Store, settings.db_url)
+        try:
+            state = await run_in_threadpool(ServiceState.load, settings, store)
+        except BaseException:
+            store.close()
+            raise
+        app.state.store = store
+        app.state.security = Security(store, settings)
+        app.state.service = state
+        metrics.index_items.set_function(lambda: float(state.n_items))
+        recall = state.index_report.get("recall@10")
+        if recall is not None:
+            metrics.index_recall.set(float(recall))
+        try:
+            yield
+        finally:
+            app.state.service = None
+            store.close()
+
+    app = FastAPI(
+        title="clrec recommendations",
+        version="1",
+        summary="Real-time recommendations from a clrec artifact",
+        lifespan=lifespan,
+    )
+    app.state.service = None
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestObserver,
+        metrics=metrics,
+        routes=lambda: app.router.routes,
+        log_requests=settings.log_requests,
+    )
+    _exception_handlers(app, masker)
+
+    read = [Depends(require("read"))]
+    write = [Depends(require("write"))]
+    max_k = settings.max_k
+    K = Annotated[int, Query(ge=1, le=max_k, description=f"number of results, 1 to {max_k}")]
+    default_k = min(10, max_k)
+    State = Annotated[ServiceState, Depends(_service)]
+
+    @app.get(
+        "/v1/users/{user_id}/recommendations",
+        response_model=UserRecommendations,
+        dependencies=read,
+        tags=["recommendations"],
+    )
+    def user_recommendations(
+        state: State,
+        user_id: Annotated[str, Path(min_length=1, max_length=256)],
+        k: K = default_k,
+        exclude_seen: bool = True,
+        exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+    ) -> UserRecommendations:
+        """Top k for a known user (trained, or known by recorded events); 404 otherwise:
+        new users go through POST /v1/recommendations."""
+        found = state.recommend_user(
+            user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude or ()
+        )
+        return UserRecommendations(user=user_id, k=k, items=_scored(found))
+
+    @app.post(
+        "/v1/recommendations",
+        response_model=QueryRecommendations,
+        dependencies=read,
+        tags=["recommendations"],
+    )
+    def query_recommendations(state: State, query: RecommendationQuery) -> QueryRecommendations:
+        """Top k for a user known only by a few items and/or a profile text (cold start)."""
+        if query.k > max_k:
+            raise _k_error(query.k, max_k)
+        result = state.recommend_anonymous(query.items, query.profile_text, query.k)
+        return QueryRecommendations(
+            k=query.k, items=_scored(result.items), ignored_items=result.ignored
+        )
+
+    @app.get(
+        "/v1/items/{item_id}/similar",
+        response_model=SimilarItems,
+        dependencies=read,
+        tags=["items"],
+    )
+    def similar_items(
+        state: State,
+        item_id: Annotated[str, Path(min_length=1, max_length=256)],
+        k: K = default_k,
+    ) -> SimilarItems:
+        """The k items most similar to ``item_id`` by the model's item vectors."""
+        return SimilarItems(item=item_id, k=k, items=_scored(state.similar_items(item_id, k)))
+
+    @app.put(
+        "/v1/items/{item_id}",
+        response_model=ItemWritten,
+        dependencies=write,
+        tags=["items"],
+        responses={201: {"model": ItemWritten, "description": "a new item"}},
+    )
+    def put_item(
+        state: State,
+        response: Response,
+        item_id: Annotated[str, Path(min_length=1, max_length=256)],
+        content: Annotated[
+            dict[str, str | int | float | None],
+            Body(
+                description="the item's catalogue fields, e.g. "
+                '{"title": "Heat (1995)", "genres": "Action|Crime"}'
+            ),
+        ],
+        for_user: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    ) -> ItemWritten:
+        """Add or update an item from its fields: embedded by the model's own encoders,
+        stored, and recommendable when this returns (201 for a new item, 200 otherwise)."""
+        fields = {
+            str(name): None if value is None else str(value)
+            for name, value in content.items()
+            if name != "id"
+        }
+        if not any(v is not None and v.strip() for v in fields.values()):
+            raise HTTPException(422, "the item needs at least one non-empty field")
+        result = state.put_item(item_id, fields, for_user=for_user)
+        metrics.items_written.inc()
+        response.status_code = 201 if result.created else 200
+        placement = result.placement
+        return ItemWritten(
+            id=result.id,
+            created=result.created,
+            title=result.title,
+            placement=None
+            if placement is None
+            else PlacementOut(
+                user=placement.user,
+                rank=placement.rank,
+                score=placement.score,
+                candidates=placement.candidates,
+                seen=placement.seen,
+            ),
+        )
+
+    @app.post(
+        "/v1/events",
+        response_model=EventsRecorded,
+        dependencies=write,
+        tags=["events"],
+    )
+    def post_events(state: State, events: list[EventIn]) -> EventsRecorded:
+        """Record interactions; answers only after the database committed them. Items must
+        be known (artifact or PUT /v1/items); a batch naming an unknown one is refused."""
+        if len(events) > settings.max_events:
+            raise HTTPException(
+                422, f"at most {settings.max_events} events per request, got {len(events)}"
+            )
+        batch = [
+            Event(user=e.user, item=e.item, kind=e.kind, value=e.value, ts=_epoch(e.ts))
+            for e in events
+        ]
+        written = state.record_events(batch)
+        metrics.events.inc(written)
+        return EventsRecorded(recorded=written)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        tags=["operations"],
+        responses={503: {"model": Readiness}},
+    )
+    def readyz(request: Request) -> Any:
+        """Readiness: artifact loaded, index built, database answering."""
+        state: ServiceState | None = request.app.state.service
+        if state is None:
+            return JSONResponse(Readiness(status="starting").model_dump(), status_code=503)
+        database = state.store.ping()
+        ready = Readiness(
+            status="ready" if database else "database unavailable",
+            model=state.artifact.model_name,
+            items=state.n_items,
+            users=state.n_users,
+            index=state.index_report,
+            database=database,
+        )
+        if not database:
+            return JSONResponse(ready.model_dump(), status_code=503)
+        return ready
+
+    @app.get("/metrics", dependencies=read, response_class=PlainTextResponse, tags=["operations"])
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics of this process (a read key is required)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app factory worker processes import (``uvicorn --factory``): the settings come
+    as JSON in ``$CLREC_SERVE_SETTINGS``, which ``clrec serve`` sets; this is the service's
+    entry point, the one place besides the CLI that reads the environment."""
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise ClrecError(
+            f"${SETTINGS_ENV} is not set: start the service with `clrec serve`, or set it to "
+            "ServiceSettings(...).to_json()"
+        )
+    return create_app(ServiceSettings.from_json(text))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _service(request: Request) -> ServiceState:
+    """The loaded state (503 while starting), synced with other workers' writes."""
+    state: ServiceState | None = request.app.state.service
+    if state is None:
+        raise HTTPException(503, "the service is starting")
+    state.maybe_sync()
+    return state
+
+
+def _scored(found: list[Scored]) -> list[ItemScore]:
+    return [ItemScore(id=s.id, score=s.score, title=s.title) for s in found]
+
+
+def _k_error(k: int, max_k: int) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "type": "less_than_equal",
+                "loc": ("body", "k"),
+                "msg": f"Input should be less than or equal to {max_k}",
+                "input": k,
+                "ctx": {"le": max_k},
+            }
+        ]
+    )
+
+
+def _epoch(ts: datetime | None) -> float | None:
+    """Epoch seconds of ``ts``; a datetime without a zone is taken as UTC."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
+    """Map errors to status codes and note a masked reason for the request log."""
+
+    def note(request: Request, reason: str) -> None:
+        request.state.log_detail = masker.mask(reason)
+
+    async def not_found(request: Request, error: Exception) -> JSONResponse:
+        note(request, str(error))
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    async def store_failed(request: Request, error: Exception) -> JSONResponse:
+        note(request, str(error))
+        logger.error("database failure: %s", masker.mask(str(error)))
+        return JSONResponse({"detail": "the database is unavailable; retry later"}, 503)
+
+    async def bad_input(request: Request, error: Exception) -> JSONResponse:
+        note(request, str(error))
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        note(request, str(error.detail))
+        return await http_exception_handler(request, error)
+
+    async def invalid_request(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        where = sorted({".".join(str(p) for p in e.get("loc", ())) for e in error.errors()})
+        note(request, f"invalid {', '.join(where)}")  # locations only: inputs may be private
+        return await request_validation_exception_handler(request, error)
+
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(StoreError, store_failed)
+    app.add_exception_handler(ClrecError, bad_input)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+__all__ = ["SETTINGS_ENV", "ServiceMetrics", "create_app", "create_app_from_env"]

@@ -1,0 +1,106 @@
+"""Settings of the recommendation service: one validated, immutable object.
+
+Nothing here reads the environment or the command line: ``clrec serve`` builds a
+:class:`ServiceSettings` from its options and hands it to :func:`clrec.serving.app.create_app`
+(or, for several worker processes, to each worker as JSON; see
+:func:`clrec.serving.app.create_app_from_env`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from clrec.errors import ClrecError
+from clrec.serving.index import IndexConfig
+
+DB_FILE = "service.db"
+"""Name of the SQLite database in the data folder when no database URL is given."""
+
+
+def default_database_url(data_dir: str | Path) -> str:
+    """The SQLite URL of ``service.db`` inside ``data_dir`` (an absolute path, so worker
+    processes started elsewhere open the same file)."""
+    return f"sqlite:///{(Path(data_dir).expanduser().resolve() / DB_FILE).as_posix()}"
+
+
+class ServiceSettings(BaseModel):
+    """Everything the service needs to start; validated once, then frozen.
+
+    * ``artifact``: the folder :func:`clrec.serving.artifact.export_artifact` wrote.
+    * ``data_dir`` / ``database_url``: where API keys, events and API-added items live; the
+      default is a SQLite file ``service.db`` in ``data_dir``. Any SQLAlchemy URL works
+      (``postgresql+psycopg://...``); the store uses portable SQL only.
+    * ``index``: the item index (exact or HNSW). Its metric must be ``dot``: artifact vectors
+      are already in the model's scoring space (normalised for cosine models).
+    * ``max_k``: the largest k a request may ask for; ``rescore_margin``: how many extra
+      candidates the index returns for the exact re-scoring of known users.
+    * ``max_body_bytes`` / ``max_events``: request size limits (413 / 422 beyond them).
+    * ``rate_limit_per_s`` / ``rate_limit_burst``: token bucket per API key (0: no limit).
+    * ``auth_required``: refuse requests without a valid API key (off only for local tries).
+    * ``sync_interval_s``: how often a worker reads events and items other workers wrote to
+      the shared database (None: never, for a single worker).
+    * ``recall_sample``: user vectors sampled to measure the index's recall@10 at start.
+    * ``log_level`` / ``log_requests`` / ``mask_patterns``: the ``clrec.serving`` loggers'
+      level, one line per request, and extra regexes for the privacy masker.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    artifact: Path
+    data_dir: Path = Path("clrec-service")
+    database_url: str | None = None
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    verify_artifact: bool = True
+    max_k: int = Field(default=100, ge=1, le=10_000)
+    rescore_margin: int = Field(default=100, ge=0, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_events: int = Field(default=1000, ge=1)
+    rate_limit_per_s: float = Field(default=50.0, ge=0.0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    auth_required: bool = True
+    sync_interval_s: float | None = Field(default=1.0, ge=0.0)
+    recall_sample: int = Field(default=256, ge=1)
+    log_level: str = "INFO"
+    log_requests: bool = True
+    mask_patterns: tuple[str, ...] = ()
+
+    @field_validator("index")
+    @classmethod
+    def _dot_metric(cls, value: IndexConfig) -> IndexConfig:
+        if value.metric != "dot":
+            raise ClrecError(
+                "the service index must use metric='dot': artifact vectors are already in "
+                f"the model's scoring space, got metric={value.metric!r}"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force: ``database_url``, else SQLite in ``data_dir``."""
+        return self.database_url or default_database_url(self.data_dir)
+
+    def to_json(self) -> str:
+        """JSON that :meth:`from_json` turns back into equal settings."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceSettings:
+        """Settings from :meth:`to_json`'s output; invalid JSON is a ClrecError."""
+        try:
+            return cls.model_validate_json(text)
+        except ValueError as error:
+            raise ClrecError(f"invalid service settings: {error}") from None
+
+
+__all__ = ["DB_FILE", "ServiceSettings", "default_database_url"]

@@ -1,0 +1,621 @@
+"""The HTTP service in process (FastAPI TestClient) over tiny artifacts: every route's happy
+path and bad input, new items recommendable at once, events changing recommendations,
+replay after a restart, several workers sharing one database, metrics and logs."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from clrec.serving.app import create_app
+from clrec.serving.artifact import Artifact, load_artifact
+from clrec.serving.index import IndexConfig
+from clrec.serving.settings import ServiceSettings
+from clrec.serving.state import ServiceState
+from clrec.serving.store import Store, StoreError
+
+MAX_K = 50
+
+
+@dataclass
+class Service:
+    client: TestClient
+    store: Store
+    token: str  # read + write
+    reader: str  # read only
+    writer: str  # write only
+
+    @property
+    def state(self) -> ServiceState:
+        state = self.client.app.state.service  # type: ignore[attr-defined]
+        assert isinstance(state, ServiceState)
+        return state
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> Any:
+        headers = {"X-API-Key": token or self.token}
+        return self.client.get(path, params=params, headers=headers)
+
+    def post(self, path: str, body: Any, token: str | None = None) -> Any:
+        return self.client.post(path, json=body, headers={"X-API-Key": token or self.token})
+
+    def put(self, path: str, body: Any, token: str | None = None, **params: Any) -> Any:
+        headers = {"X-API-Key": token or self.token}
+        return self.client.put(path, json=body, params=params, headers=headers)
+
+    def recommended(self, user: str, k: int = 10, **params: Any) -> list[str]:
+        response = self.get(f"/v1/users/{user}/recommendations", k=k, **params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    def similar(self, item: str, k: int = 5) -> list[str]:
+        response = self.get(f"/v1/items/{item}/similar", k=k)
+        assert response.status_code == 200, response.text
+        return [entry["id"] for entry in response.json()["items"]]
+
+
+ServiceFactory = Callable[..., Service]
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, clrec_artifact: Path) -> Iterator[ServiceFactory]:
+    """Start a service (lifespan run) on ``artifact`` with a database in ``data``."""
+    stack = ExitStack()
+    counter = [0]
+
+    def start(artifact: Path | None = None, data: str = "data", **overrides: Any) -> Service:
+        counter[0] += 1
+        settings = ServiceSettings(
+            artifact=artifact or clrec_artifact,
+            data_dir=tmp_path / data,
+            max_k=MAX_K,
+            sync_interval_s=overrides.pop("sync_interval_s", None),
+            **overrides,
+        )
+        store = Store(settings.db_url)
+        stack.callback(store.close)
+        keys = [
+            store.create_key(f"k{counter[0]}-{scopes}", scopes).token
+            for scopes in ("read,write", "read", "write")
+        ]
+        client = stack.enter_context(TestClient(create_app(settings)))
+        return Service(client, store, *keys)
+
+    yield start
+    stack.close()
+
+
+@pytest.fixture
+def service(make_service: ServiceFactory) -> Service:
+    return make_service()
+
+
+@pytest.fixture(scope="module")
+def artifact(clrec_artifact: Path) -> Artifact:
+    return load_artifact(clrec_artifact)
+
+
+@pytest.fixture(scope="module")
+def cold(artifact: Artifact) -> list[str]:
+    """Items whose vector is their content's alone (no training interaction), each unlike
+    every other item: a new item with the same tags gets exactly their vector."""
+    fields = [_fields(artifact, item) for item in artifact.item_ids]
+    content = artifact.embed_items(fields)  # (I, D)
+    same = np.isclose(content, artifact.item_vectors, atol=1e-5).all(axis=1)  # (I,)
+    cosine = artifact.item_vectors @ artifact.item_vectors.T  # (I, I)
+    unique = (cosine > 1 - 1e-4).sum(axis=1) == 1  # (I,) only itself
+    found = [artifact.item_ids[i] for i in np.flatnonzero(same & unique)]
+    assert len(found) >= 2, "the tiny run should leave a few cold items"
+    return found
+
+
+def _fields(art: Artifact, item: str, **changes: str) -> dict[str, str]:
+    row = art.catalogue.iloc[art.item_index[item]]
+    return {"title": row["title"], "genres": row["genres"], "studio": row["studio"], **changes}
+
+
+def _twin(art: Artifact, item: str, name: str) -> dict[str, str]:
+    """``item``'s fields under a new title with the same year: the same tags."""
+    fields = _fields(art, item)
+    year = fields["title"].rsplit("(", 1)[1]
+    return {**fields, "title": f"{name} ({year}"}
+
+
+# ---------------------------------------------------------------------- operations
+
+
+def test_health_readiness_and_metrics_access(service: Service) -> None:
+    client = service.client
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready" and body["database"] is True
+    assert body["model"] == "clrec" and body["items"] == 40 and body["users"] == 60
+    assert body["index"]["kind"] == "exact" and body["index"]["recall@10"] == 1.0
+    assert service.state.index_report["recall_sample"] == 60
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": service.writer}).status_code == 403
+    assert client.get("/metrics", headers={"X-API-Key": service.reader}).status_code == 200
+
+
+def test_readiness_reports_a_database_failure(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service.state.store, "ping", lambda: False)
+    response = service.client.get("/readyz")
+    assert response.status_code == 503 and response.json()["database"] is False
+    assert service.client.get("/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------------- users
+
+
+def test_known_user_gets_the_models_exact_ranking(service: Service, artifact: Artifact) -> None:
+    response = service.get("/v1/users/u3/recommendations", k=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user"] == "u3" and body["k"] == 5 and len(body["items"]) == 5
+    user = artifact.user_index["u3"]
+    scores = artifact.score(user)  # (I,) the model's own scores, prior included
+    seen = set(artifact.seen[user].indices.tolist())
+    expected = [int(i) for i in np.argsort(-scores, kind="stable") if int(i) not in seen][:5]
+    assert [item["id"] for item in body["items"]] == [artifact.item_ids[i] for i in expected]
+    for item, row in zip(body["items"], expected, strict=True):
+        assert item["score"] == pytest.approx(float(scores[row]), rel=1e-5)
+        assert item["title"] == artifact.catalogue["title"].iloc[row]
+    # default k, seen items back with exclude_seen=false, explicit exclusions
+    assert len(service.recommended("u3", k=10)) == 10
+    everything = service.recommended("u3", k=MAX_K, exclude_seen="false")
+    assert len(everything) == 40 and seen <= {artifact.item_index[i] for i in everything}
+    top = service.recommended("u3", k=3)
+    assert service.recommended("u3", k=3, exclude=[top[0], "not-an-item"])[:2] == top[1:]
+
+
+def test_user_errors(service: Service) -> None:
+    unknown = service.get("/v1/users/nobody/recommendations")
+    assert unknown.status_code == 404
+    assert "POST /v1/recommendations" in unknown.json()["detail"]
+    for k in (0, -1, MAX_K + 1):
+        response = service.get("/v1/users/u1/recommendations", k=k)
+        assert response.status_code == 422, k
+        assert response.json()["detail"][0]["loc"] == ["query", "k"]
+    assert service.get("/v1/users/u1/recommendations", k="many").status_code == 422
+    assert service.get("/v1/users/u1/recommendations", k=MAX_K).status_code == 200
+    assert service.get("/v1/users/u1/recommendations", token=service.writer).status_code == 403
+    assert service.client.get("/v1/users/u1/recommendations").status_code == 401
+
+
+# ---------------------------------------------------------------------- cold start
+
+
+def test_anonymous_recommendations(service: Service, artifact: Artifact) -> None:
+    response = service.post("/v1/recommendations", {"items": ["m0", "m5", "ghost", "m0"], "k": 4})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ignored_items"] == ["ghost"] and body["k"] == 4
+    ids = [item["id"] for item in body["items"]]
+    assert len(ids) == 4 and not {"m0", "m5"} & set(ids)
+    query = artifact.user_from_items([artifact.item_index["m0"], artifact.item_index["m5"]])
+    scores = artifact.score_vector(query)
+    order = [
+        artifact.item_ids[i]
+        for i in np.argsort(-scores)
+        if artifact.item_ids[i] not in {"m0", "m5"}
+    ]
+    assert ids == order[:4]
+    # a profile text read as the catalogue's text field (here: its year tag)
+    profile = service.post("/v1/recommendations", {"profile_text": "films from (1991)", "k": 3})
+    assert profile.status_code == 200 and len(profile.json()["items"]) == 3
+    both = service.post("/v1/recommendations", {"items": ["m0"], "profile_text": "x (1992)"})
+    assert both.status_code == 200 and len(both.json()["items"]) == 10
+
+
+def test_anonymous_errors(
+    service: Service, make_service: ServiceFactory, bpr_artifact: Path
+) -> None:
+    def status(body: Any) -> tuple[int, Any]:
+        response = service.post("/v1/recommendations", body)
+        return response.status_code, response.json()["detail"]
+
+    code, detail = status({"k": 3})
+    assert code == 422 and "at least one of items or profile_text" in str(detail)
+    code, detail = status({"items": ["ghost"]})
+    assert code == 422 and "none of the given items" in detail
+    code, detail = status({"profile_text": "nothing readable here"})
+    assert code == 422 and "profile_text gives no content" in detail
+    assert "nothing readable here" not in detail  # the text itself is not echoed
+    assert status({"items": ["m0"], "k": 0})[0] == 422
+    code, detail = status({"items": ["m0"], "k": MAX_K + 1})
+    assert code == 422 and detail[0]["loc"] == ["body", "k"]
+    assert status({"items": ["m0"], "unknown": 1})[0] == 422
+    assert status([1, 2])[0] == 422
+    response = service.post("/v1/recommendations", {"items": ["m0"]}, token=service.writer)
+    assert response.status_code == 403
+    bpr = make_service(bpr_artifact, data="bpr")
+    response = bpr.post("/v1/recommendations", {"profile_text": "Heat (1995)"})
+    assert response.status_code == 422 and "reads no content" in response.json()["detail"]
+    assert bpr.post("/v1/recommendations", {"items": ["m1"]}).status_code == 200
+
+
+# ---------------------------------------------------------------------- items
+
+
+def test_similar_items(service: Service, artifact: Artifact) -> None:
+    response = service.get("/v1/items/m4/similar", k=3)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["item"] == "m4" and len(body["items"]) == 3
+    row = artifact.item_index["m4"]
+    cosine = artifact.item_vectors @ artifact.item_vectors[row]
+    cosine[row] = -np.inf
+    assert [i["id"] for i in body["items"]] == [
+        artifact.item_ids[i] for i in np.argsort(-cosine)[:3]
+    ]
+    assert service.get("/v1/items/nothing/similar").status_code == 404
+    assert service.get("/v1/items/m4/similar", k=0).status_code == 422
+    assert service.get("/v1/items/m4/similar", k=MAX_K + 1).status_code == 422
+
+
+def test_a_new_item_is_recommendable_at_once(
+    service: Service, artifact: Artifact, cold: list[str]
+) -> None:
+    ref = cold[0]
+    fields = _twin(artifact, ref, "A Brand New Film")  # the same tags: the same vector
+    response = service.put("/v1/items/fresh", fields)
+    assert response.status_code == 201
+    assert response.json() == {
+        "id": "fresh",
+        "created": True,
+        "title": fields["title"],
+        "placement": None,
+    }
+    similar = service.get(f"/v1/items/{ref}/similar", k=3).json()["items"]
+    assert similar[0]["id"] == "fresh" and similar[0]["title"] == fields["title"]
+    assert similar[0]["score"] == pytest.approx(1.0, abs=1e-5)  # cosine model
+    assert service.similar("fresh", 1) == [ref]
+    assert service.get("/readyz").json()["items"] == 41
+    # a user whose history matches (known only by an event on ref): fresh comes first
+    recorded = service.post("/v1/events", [{"user": "new-user", "item": ref, "kind": "click"}])
+    assert recorded.status_code == 200
+    assert service.recommended("new-user", 3)[0] == "fresh"
+    # and anonymous visitors who liked ref
+    anonymous = service.post("/v1/recommendations", {"items": [ref], "k": 1}).json()
+    assert anonymous["items"][0]["id"] == "fresh"
+
+
+def test_put_reports_the_placement_and_updates(
+    service: Service, artifact: Artifact, cold: list[str]
+) -> None:
+    fields = _twin(artifact, cold[0], "Placed")
+    response = service.put("/v1/items/placed", fields, for_user="u2")
+    assert response.status_code == 201
+    placement = response.json()["placement"]
+    assert placement["user"] == "u2" and placement["seen"] is False
+    ranking = service.recommended("u2", k=MAX_K)
+    assert placement["candidates"] == len(ranking)
+    assert ranking.index("placed") == placement["rank"] - 1
+    listed = service.get("/v1/users/u2/recommendations", k=MAX_K).json()["items"]
+    assert listed[placement["rank"] - 1]["score"] == pytest.approx(placement["score"], rel=1e-5)
+    # an update re-embeds: now it looks like the second cold item
+    second = _twin(artifact, cold[1], "Placed")
+    again = service.put("/v1/items/placed", second)
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert service.similar(cold[1], 1) == ["placed"]
+    assert service.similar(cold[0], 1) != ["placed"]
+    assert service.get("/readyz").json()["items"] == 41
+    stored = service.store.load_items()
+    assert [(i.id, i.content["title"]) for i in stored] == [("placed", second["title"])]
+    # an artifact item can be re-described too; its title follows
+    renamed = _twin(artifact, cold[1], "Renamed")
+    changed = service.put("/v1/items/m0", renamed)
+    assert changed.status_code == 200 and changed.json()["created"] is False
+    assert sorted(service.similar(cold[1], 2)) == ["m0", "placed"]
+    user_items = service.get("/v1/users/u0/recommendations", k=MAX_K, exclude_seen="false")
+    titles = {i["id"]: i["title"] for i in user_items.json()["items"]}
+    assert titles["m0"] == renamed["title"]
+
+
+def test_put_errors(service: Service, make_service: ServiceFactory, bpr_artifact: Path) -> None:
+    bad_field = service.put("/v1/items/x", {"titel": "Typo (1990)"})
+    assert bad_field.status_code == 422 and "unknown field" in bad_field.json()["detail"]
+    unreadable = service.put("/v1/items/x", {"genres": "Unknownia"})
+    assert unreadable.status_code == 422 and "no content" in unreadable.json()["detail"]
+    assert service.put("/v1/items/x", {}).status_code == 422
+    assert service.put("/v1/items/x", {"title": "  "}).status_code == 422
+    assert service.put("/v1/items/x", ["not", "a", "dict"]).status_code == 422
+    unknown_user = service.put("/v1/items/x", {"genres": "Drama"}, for_user="nobody")
+    assert unknown_user.status_code == 404
+    assert service.put("/v1/items/x", {"genres": "Drama"}, token=service.reader).status_code == 403
+    assert service.store.counts()["items"] == 0  # nothing was written
+    assert service.get("/v1/items/x/similar").status_code == 404
+    bpr = make_service(bpr_artifact, data="bpr")
+    response = bpr.put("/v1/items/x", {"title": "Heat (1995)"})
+    assert response.status_code == 422
+    assert "reads no content, so items cannot be added" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------------- events
+
+
+def test_events_change_recommendations(service: Service) -> None:
+    before = service.recommended("u5", 5)
+    events = [
+        {"user": "u5", "item": before[0], "kind": "click"},
+        {
+            "user": "u5",
+            "item": before[2],
+            "kind": "rating",
+            "value": 4.5,
+            "ts": "2024-05-01T12:00:00Z",
+        },
+    ]
+    response = service.post("/v1/events", events)
+    assert response.status_code == 200 and response.json() == {"recorded": 2}
+    after = service.recommended("u5", 5)
+    assert before[0] not in after and before[2] not in after
+    assert after[:2] == [before[1], before[3]]
+    stored = service.store.load_events()  # committed before the answer
+    assert [(e.user, e.item, e.kind, e.value) for e in stored] == [
+        ("u5", before[0], "click", None),
+        ("u5", before[2], "rating", 4.5),
+    ]
+    assert stored[1].ts == 1714564800.0
+    assert service.state.history("u5") == sorted([before[0], before[2]])
+    # exclude_seen=false brings them back
+    assert before[0] in service.recommended("u5", MAX_K, exclude_seen="false")
+
+
+def test_events_make_a_store_only_user(service: Service, artifact: Artifact) -> None:
+    assert service.get("/v1/users/visitor/recommendations").status_code == 404
+    service.post(
+        "/v1/events", [{"user": "visitor", "item": i, "kind": "view"} for i in ("m1", "m6")]
+    )
+    ids = service.recommended("visitor", 5)
+    assert "m1" not in ids and "m6" not in ids
+    query = artifact.user_from_items([artifact.item_index["m1"], artifact.item_index["m6"]])
+    scores = artifact.score_vector(query)
+    expected = [
+        artifact.item_ids[i]
+        for i in np.argsort(-scores)
+        if artifact.item_ids[i] not in ("m1", "m6")
+    ]
+    assert ids == expected[:5]
+    # one more item moves the user's vector
+    service.post("/v1/events", [{"user": "visitor", "item": "m11", "kind": "view"}])
+    moved = artifact.user_from_items([artifact.item_index[i] for i in ("m1", "m11", "m6")])
+    np.testing.assert_allclose(service.state._history_vector("visitor"), moved, rtol=1e-6)
+
+
+def test_event_errors(make_service: ServiceFactory) -> None:
+    service = make_service(max_events=3)
+    unknown = service.post(
+        "/v1/events",
+        [
+            {"user": "u1", "item": "m1", "kind": "click"},
+            {"user": "u1", "item": "ghost", "kind": "click"},
+        ],
+    )
+    assert unknown.status_code == 422 and "'ghost'" in unknown.json()["detail"]
+    assert service.store.counts()["events"] == 0  # all or nothing
+    too_many = [{"user": "u1", "item": "m1", "kind": "click"}] * 4
+    response = service.post("/v1/events", too_many)
+    assert response.status_code == 422 and "at most 3 events" in response.json()["detail"]
+    for bad in (
+        {"user": "", "item": "m1", "kind": "click"},
+        {"user": "u1", "item": "m1", "kind": "no spaces"},
+        {"user": "u1", "item": "m1"},
+        {"user": "u1", "item": "m1", "kind": "click", "extra": 1},
+        {"user": "u1", "item": "m1", "kind": "click", "ts": "yesterday"},
+    ):
+        assert service.post("/v1/events", [bad]).status_code == 422, bad
+    assert service.post("/v1/events", {"user": "u1"}).status_code == 422
+    ok = [{"user": "u1", "item": "m1", "kind": "click"}]
+    assert service.post("/v1/events", ok, token=service.reader).status_code == 403
+    assert service.post("/v1/events", []).json() == {"recorded": 0}
+    assert service.store.counts()["events"] == 0
+
+
+def test_a_database_failure_is_503(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("database error while recording events: disk I/O error")
+
+    monkeypatch.setattr(service.state.store, "record_events", broken)
+    response = service.post("/v1/events", [{"user": "u1", "item": "m1", "kind": "click"}])
+    assert response.status_code == 503 and "retry" in response.json()["detail"]
+    assert "m1" not in service.state.history("u1")  # memory follows the database only
+
+
+# ---------------------------------------------------------------------- restarts, workers
+
+
+def test_restart_replays_items_and_events_without_reembedding(
+    make_service: ServiceFactory,
+    artifact: Artifact,
+    cold: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = make_service(data="shared")
+    top = first.recommended("u8", 2)
+    first.post("/v1/events", [{"user": "u8", "item": top[0], "kind": "click"}])
+    first.put("/v1/items/kept", _twin(artifact, cold[0], "Kept"))
+    vector = first.state._vectors.view[first.state._row["kept"]].copy()
+    calls: list[int] = []
+    original = Artifact.embed_items
+
+    def counting(self: Artifact, rows: Any) -> np.ndarray:
+        calls.append(len(rows))
+        return original(self, rows)
+
+    monkeypatch.setattr(Artifact, "embed_items", counting)
+    second = make_service(data="shared")  # a fresh process over the same database
+    assert second.state.replay_report["items"] == 1
+    assert second.state.replay_report["reembedded_items"] == 0
+    assert second.state.replay_report["events"] == 1
+    assert calls == [1]  # only the start-up warm-up, not the stored item
+    np.testing.assert_array_equal(second.state._vectors.view[second.state._row["kept"]], vector)
+    assert top[0] not in second.recommended("u8", 2)
+    assert second.similar(cold[0], 1) == ["kept"]
+
+
+def test_items_of_another_artifact_are_reembedded(
+    make_service: ServiceFactory, artifact: Artifact, cold: list[str]
+) -> None:
+    first = make_service(data="shared")
+    first.put("/v1/items/moved", _twin(artifact, cold[0], "Moved"))
+    with first.store.engine.begin() as conn:  # as if stored under another model
+        from clrec.serving.store import items
+
+        conn.execute(items.update().values(artifact_key="another-artifact"))
+    second = make_service(data="shared")
+    assert second.state.replay_report["reembedded_items"] == 1
+    assert second.similar(cold[0], 1) == ["moved"]
+    (stored,) = second.store.load_items()
+    assert stored.artifact_key == second.state.artifact_key
+
+
+def test_workers_share_writes_through_the_database(
+    make_service: ServiceFactory, artifact: Artifact, cold: list[str]
+) -> None:
+    one = make_service(data="shared", sync_interval_s=0.0)
+    two = make_service(data="shared", sync_interval_s=0.0)
+    one.put("/v1/items/shared", _twin(artifact, cold[0], "Shared"))
+    assert two.similar(cold[0], 1) == ["shared"]
+    top = two.recommended("u4", 1)
+    one.post("/v1/events", [{"user": "u4", "item": top[0], "kind": "click"}])
+    assert top[0] not in two.recommended("u4", 3)
+    two.put("/v1/items/shared", _twin(artifact, cold[1], "Shared"))
+    assert one.similar(cold[1], 1) == ["shared"]
+    assert one.get("/readyz").json()["items"] == two.get("/readyz").json()["items"] == 41
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hnswlib") is None, reason="hnswlib not installed")
+def test_hnsw_index(make_service: ServiceFactory, artifact: Artifact, cold: list[str]) -> None:
+    service = make_service(index=IndexConfig(kind="hnsw", num_threads=1))
+    report = service.get("/readyz").json()["index"]
+    assert report["kind"] == "hnsw" and report["recall@10"] >= 0.9
+    exact = make_service(data="exact")
+    assert service.recommended("u7", 5) == exact.recommended("u7", 5)
+    service.put("/v1/items/h", _twin(artifact, cold[0], "H"))
+    assert service.similar(cold[0], 1) == ["h"]
+
+
+# ---------------------------------------------------------------------- metrics, logs
+
+
+def test_metrics(service: Service) -> None:
+    service.recommended("u1", 3)
+    service.get("/v1/users/nobody/recommendations")
+    service.client.post(
+        "/v1/events",
+        content=b"[" + b" " * (70 * 1024) + b"]",
+        headers={"X-API-Key": service.token, "content-type": "application/json"},
+    )
+    text = service.get("/metrics", token=service.reader).text
+    route = 'route="/v1/users/{user_id}/recommendations"'
+    assert f'clrec_http_requests_total{{method="GET",{route},status="200"}} 1.0' in text
+    assert f'clrec_http_requests_total{{method="GET",{route},status="404"}} 1.0' in text
+    histogram = "clrec_http_request_duration_seconds_bucket"
+    assert f'{histogram}{{le="+Inf",method="GET",{route},status="200"}} 1.0' in text
+    assert (
+        f'clrec_http_request_duration_seconds_count{{method="GET",{route},status="200"}} 1.0'
+        in text
+    )
+    assert 'route="/v1/events",status="413"' in text  # answered before routing, still named
+    assert "nobody" not in text  # templates, never raw paths
+    assert "clrec_index_items 40.0" in text
+    assert "clrec_index_recall_at_10 1.0" in text
+
+
+def test_server_errors_are_counted(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service()
+    raw = TestClient(service.client.app, raise_server_exceptions=False)
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service.state, "similar_items", explode)
+    response = raw.get("/v1/items/m1/similar", headers={"X-API-Key": service.token})
+    assert response.status_code == 500
+    text = service.get("/metrics").text
+    assert (
+        'clrec_http_errors_total{method="GET",route="/v1/items/{item_id}/similar",status="500"} 1.0'
+        in text
+    )
+
+
+def test_request_logs_hold_no_personal_data(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="clrec.serving")
+    service.get("/v1/users/jane.doe@example.com/recommendations")
+    service.post(
+        "/v1/recommendations",
+        {"items": ["m1"], "profile_text": "call me at +44 20 7946 0958 (1991)"},
+    )
+    service.post("/v1/recommendations", {"profile_text": "my secret diary"})
+    service.client.get(
+        "/v1/users/u1/recommendations", headers={"X-API-Key": "clrec_" + "0" * 16 + "_wrong"}
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == "clrec.serving.access"]
+    assert len(lines) == 4
+    assert lines[0].startswith("GET /v1/users/{user_id}/recommendations 404 ")
+    assert "[EMAIL]" in lines[0]
+    assert lines[1].startswith("POST /v1/recommendations 200 ")
+    assert lines[3].startswith("GET /v1/users/{user_id}/recommendations 401 ")
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    for private in ("jane.doe@example.com", "7946", "secret diary", service.token, "_wrong"):
+        assert private not in everything
+
+
+# ---------------------------------------------------------------------- settings, start-up
+
+
+def test_settings_round_trip_and_the_worker_factory(
+    tmp_path: Path, clrec_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clrec.errors import ClrecError
+    from clrec.serving.app import SETTINGS_ENV, create_app_from_env
+
+    settings = ServiceSettings(
+        artifact=clrec_artifact,
+        data_dir=tmp_path,
+        index=IndexConfig(kind="hnsw", ef_search=64),
+        max_k=7,
+        log_level="debug",
+    )
+    again = ServiceSettings.from_json(settings.to_json())
+    assert again == settings and isinstance(again.index, IndexConfig)
+    assert again.log_level == "DEBUG"
+    assert settings.db_url == f"sqlite:///{(tmp_path / 'service.db').resolve().as_posix()}"
+    with pytest.raises(ClrecError, match="metric='dot'"):
+        ServiceSettings(artifact=clrec_artifact, index=IndexConfig(metric="cosine"))
+    with pytest.raises(ClrecError, match="invalid service settings"):
+        ServiceSettings.from_json('{"artifact": "x", "max_k": 0}')
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    with pytest.raises(ClrecError, match=SETTINGS_ENV):
+        create_app_from_env()
+    monkeypatch.setenv(SETTINGS_ENV, settings.to_json())
+    app = create_app_from_env()
+    assert app.state.settings == settings and app.state.service is None  # nothing loaded yet
+
+
+def test_nothing_loads_before_start_up(tmp_path: Path) -> None:
+    from clrec.errors import ClrecError
+
+    app = create_app(ServiceSettings(artifact=tmp_path / "missing", data_dir=tmp_path))
+    assert not (tmp_path / "service.db").exists()  # not even the database
+    client = TestClient(app)
+    assert client.get("/readyz").status_code == 503  # no lifespan run: still starting
+    with pytest.raises(ClrecError, match="not a clrec artifact"), client:
+        pass
