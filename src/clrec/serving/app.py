@@ -25,6 +25,7 @@ strings, bodies, profile texts and API keys are never logged.
 """
 
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,10 +34,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
@@ -163,6 +162,56 @@ class Readiness(BaseModel):
     users: int | None = None
     index: dict[str, Any] | None = None
     database: bool = False
+
+
+class ErrorMessage(BaseModel):
+    """An error answered with a message."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One problem of a request that failed validation (FastAPI's format)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidInput(BaseModel):
+    """422: the request's validation problems (a list), or a message when the input is well
+    formed but unusable (an unknown item in events, content the model cannot read)."""
+
+    detail: list[ValidationIssue] | str
+
+
+_ERROR_TEXT = {
+    400: "the body is not parseable",
+    401: "no valid API key",
+    403: "the API key lacks the route's scope",
+    404: "unknown user or item",
+    413: "the body is larger than max_body_bytes",
+    422: "invalid or unusable input",
+    429: "rate limit exceeded (see Retry-After)",
+    503: "the service is starting, or its database is unavailable",
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of the error statuses a route answers with."""
+    return {
+        code: {
+            "model": InvalidInput if code == 422 else ErrorMessage,
+            "description": _ERROR_TEXT[code],
+        }
+        for code in codes
+    }
+
+
+_PROTECTED = (401, 403, 422, 429, 503)  # key, scope, parameters, rate, start-up / database
+_WITH_BODY = (400, 413)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -339,6 +388,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         response_model=UserRecommendations,
         dependencies=read,
         tags=["recommendations"],
+        responses=_responses(*_PROTECTED, 404),
     )
     def user_recommendations(
         state: State,
@@ -359,6 +409,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         response_model=QueryRecommendations,
         dependencies=read,
         tags=["recommendations"],
+        responses=_responses(*_PROTECTED, *_WITH_BODY),
     )
     def query_recommendations(state: State, query: RecommendationQuery) -> QueryRecommendations:
         """Top k for a user known only by a few items and/or a profile text (cold start)."""
@@ -374,6 +425,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         response_model=SimilarItems,
         dependencies=read,
         tags=["items"],
+        responses=_responses(*_PROTECTED, 404),
     )
     def similar_items(
         state: State,
@@ -388,7 +440,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         response_model=ItemWritten,
         dependencies=write,
         tags=["items"],
-        responses={201: {"model": ItemWritten, "description": "a new item"}},
+        responses={
+            201: {"model": ItemWritten, "description": "a new item"},
+            **_responses(*_PROTECTED, *_WITH_BODY, 404),
+        },
     )
     def put_item(
         state: State,
@@ -410,6 +465,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             for name, value in content.items()
             if name != "id"
         }
+        if not all(_is_text(n) and (v is None or _is_text(v)) for n, v in fields.items()):
+            raise HTTPException(
+                422, "item fields must be valid Unicode text (no lone surrogates \\ud800-\\udfff)"
+            )
         if not any(v is not None and v.strip() for v in fields.values()):
             raise HTTPException(422, "the item needs at least one non-empty field")
         result = state.put_item(item_id, fields, for_user=for_user)
@@ -436,6 +495,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         response_model=EventsRecorded,
         dependencies=write,
         tags=["events"],
+        responses=_responses(*_PROTECTED, *_WITH_BODY),
     )
     def post_events(state: State, events: list[EventIn]) -> EventsRecorded:
         """Record interactions; answers only after the database committed them. Items must
@@ -461,7 +521,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         "/readyz",
         response_model=Readiness,
         tags=["operations"],
-        responses={503: {"model": Readiness}},
+        responses={503: {"model": Readiness, "description": "not ready"}},
     )
     def readyz(request: Request) -> Any:
         """Readiness: artifact loaded, index built, database answering."""
@@ -481,7 +541,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return JSONResponse(ready.model_dump(), status_code=503)
         return ready
 
-    @app.get("/metrics", dependencies=read, response_class=PlainTextResponse, tags=["operations"])
+    @app.get(
+        "/metrics",
+        dependencies=read,
+        response_class=PlainTextResponse,
+        tags=["operations"],
+        responses=_responses(401, 403, 429, 503),
+    )
     def prometheus_metrics() -> Response:
         """Prometheus metrics of this process (a read key is required)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -532,6 +598,39 @@ def _k_error(k: int, max_k: int) -> RequestValidationError:
     )
 
 
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is encodable as UTF-8 (JSON's ``"\\ud800"`` escapes decode to lone
+    surrogates, which no database, encoder or response can carry)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD."""
+    if _is_text(text):
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` (JSON-ready) with what a JSON response cannot carry made printable: a
+    non-finite float becomes its name (``"nan"``, ``"inf"``), lone surrogates become U+FFFD.
+    Error responses echo the request's input, which Python's JSON parser accepts with both
+    (``NaN``, ``1e999``, ``"\\ud800"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _epoch(ts: datetime | None) -> float | None:
     """Epoch seconds of ``ts``; a datetime without a zone is taken as UTC."""
     if ts is None:
@@ -545,11 +644,11 @@ def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
     """Map errors to status codes and note a masked reason for the request log."""
 
     def note(request: Request, reason: str) -> None:
-        request.state.log_detail = masker.mask(reason)
+        request.state.log_detail = masker.mask(_printable(reason))
 
     async def not_found(request: Request, error: Exception) -> JSONResponse:
         note(request, str(error))
-        return JSONResponse({"detail": str(error)}, status_code=404)
+        return JSONResponse({"detail": _printable(str(error))}, status_code=404)
 
     async def store_failed(request: Request, error: Exception) -> JSONResponse:
         note(request, str(error))
@@ -558,7 +657,7 @@ def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
 
     async def bad_input(request: Request, error: Exception) -> JSONResponse:
         note(request, str(error))
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        return JSONResponse({"detail": _printable(str(error))}, status_code=422)
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
@@ -569,7 +668,9 @@ def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
         assert isinstance(error, RequestValidationError)
         where = sorted({".".join(str(p) for p in e.get("loc", ())) for e in error.errors()})
         note(request, f"invalid {', '.join(where)}")  # locations only: inputs may be private
-        return await request_validation_exception_handler(request, error)
+        # FastAPI's own answer, with the echoed input made encodable (NaN, lone surrogates)
+        detail = _json_safe(jsonable_encoder(error.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(StoreError, store_failed)
