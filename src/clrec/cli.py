@@ -289,6 +289,14 @@ def serve_command(
     ] = 50.0,
     burst: Annotated[int, typer.Option(min=1, help="Requests a key may save up.")] = 100,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
+    sync_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds between reads of what other workers and replicas wrote to the "
+            "database (0: never — a lone process).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Serve real-time recommendations over HTTP from an exported artifact."""
     try:
@@ -312,7 +320,7 @@ def serve_command(
         rate_limit_per_s=rate_limit,
         rate_limit_burst=burst,
         log_level=log_level,
-        sync_interval_s=1.0 if workers > 1 else None,
+        sync_interval_s=sync_interval or None,
     )
     Store(settings.db_url).close()  # the tables exist before any worker starts
     # Workers build their own app from these settings (uvicorn imports the factory).
