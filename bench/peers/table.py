@@ -31,7 +31,7 @@ from clrec.evaluation.evaluator import Evaluator
 from clrec.models.base import Recommender, Validator
 
 METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("recall", "ndcg", "mrr", "hit")]
-COLD_METRICS = ["recall@20", "ndcg@20", "hit@20"]
+COLD_METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("recall", "ndcg", "hit")]
 
 
 class SavedScores(Recommender):
@@ -191,22 +191,23 @@ def lightfm_row(run: Path, reference: Reference) -> Row:
     )
 
 
+def _short(metric: str) -> str:
+    """``recall@10`` → ``R@10`` (and N, MRR, Hit) for narrow table heads."""
+    name, k = metric.split("@")
+    return {"recall": "R", "ndcg": "N", "mrr": "MRR", "hit": "Hit"}[name] + "@" + k
+
+
 def _f(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(rows: list[Row], meta: dict[str, Any], cold: bool) -> str:
     """The table, its ratios and its provenance, as Markdown."""
+    # a cold-item split tests the ranking over the cold items: with every item ranked, warm
+    # items (which all training favours) fill the lists and every model scores ~0
+    shown = COLD_METRICS if cold else METRICS
     head = ["library", "model"]
-    head += [
-        m.replace("recall", "R").replace("ndcg", "N").replace("mrr", "MRR").replace("hit", "Hit")
-        for m in METRICS
-    ]
-    if cold:
-        head += [
-            f"cold {m.replace('recall', 'R').replace('ndcg', 'N').replace('hit', 'Hit')}"
-            for m in COLD_METRICS
-        ]
+    head += [("cold " if cold else "") + _short(m) for m in shown]
     head += ["Δ own", "epochs (best)", "s / epoch", "s / full eval", "s to best", "peak RSS MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -214,9 +215,8 @@ def markdown(rows: list[Row], meta: dict[str, Any], cold: bool) -> str:
         if row.capped:
             epochs += " capped"
         cells = [row.library, row.model]
-        cells += [_f(row.metrics[m], 4) for m in METRICS]
-        if cold:
-            cells += [_f(row.cold.get(m), 4) for m in COLD_METRICS]
+        values = row.cold if cold else row.metrics
+        cells += [_f(values.get(m), 4) for m in shown]
         cells += [
             _f(row.own_delta, 4),
             epochs,
@@ -227,7 +227,8 @@ def markdown(rows: list[Row], meta: dict[str, Any], cold: bool) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     key = "cold ndcg@20" if cold else "ndcg@10"
-    lines += ["", *ratios(rows), "", winner(rows, key, cold)]
+    family_ratios = ratios(rows)
+    lines += ["", *(family_ratios if len(family_ratios) > 2 else []), "", winner(rows, key, cold)]
     title = f"### {meta['dataset']} — {meta['split']} split"
     provenance = (
         f"Machine: {meta['machine']}; {meta['threads']} torch / LightFM thread(s) per model; "
