@@ -15,105 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
+from movies import CLREC as BASE_CLREC
+from movies import EMBEDDING, N_ITEMS, N_USERS, movies_dataset, train_run
 
-from clrec.config import RunConfig
 from clrec.data.schema import Dataset
 from clrec.data.splits import Split
 from clrec.errors import ClrecError
-from clrec.experiment import run_experiment
 from clrec.models.clrec import ClrecRecommender
 from clrec.models.registry import load_model
 from clrec.serving import artifact as artifact_module
 from clrec.serving.artifact import FORMAT_VERSION, export_artifact, load_artifact
 
-N_USERS, N_ITEMS = 60, 40
-GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-STUDIOS = ["North", "South", "East", "West"]
 RARE_GENRE = "Noir"  # on one catalogue item only: below min_tag_count, not a model tag
-
-CLREC: dict[str, Any] = {
-    "embedding_size": 8,
-    "content": {"modalities": ["tags"], "cache_dir": None},
-    "prior": "ease",
-    "prior_reg": 50.0,  # the weight is still searched on validation
-    "history_half_life": 3.0,  # the prior then reads a recency-weighted history
-    "similarity": "cosine",
-    "temperature": 0.2,
-    "epochs": 3,
-    "batch_size": 32,
-    "patience": 0,
-    "seed": 0,
-    "device": "cpu",
-    "num_threads": 1,
-    "progress": False,
-}
-EMBEDDING: dict[str, Any] = {
-    "embedding_size": 8,
-    "epochs": 2,
-    "batch_size": 256,
-    "device": "cpu",
-    "num_threads": 1,
-    "progress": False,
-}
-
-
-def _dataset() -> Dataset:
-    """Users prefer one genre; every movie has a title with a year, 1–2 genres, a studio."""
-    rng = np.random.default_rng(0)
-    items = []
-    for i in range(N_ITEMS):
-        genres = [GENRES[i % len(GENRES)]]
-        if i % 3 == 0:
-            genres.append(GENRES[(i + 2) % len(GENRES)])
-        if i == 7:
-            genres.append(RARE_GENRE)
-        items.append(
-            {
-                "id": f"m{i}",
-                "title": f"Movie {i} ({1990 + i % 4})",
-                "genres": "|".join(genres),
-                "studio": STUDIOS[i % len(STUDIOS)],
-            }
-        )
-    rows = []
-    for u in range(N_USERS):
-        liked = [i for i in range(N_ITEMS) if i % len(GENRES) == u % len(GENRES)]
-        others = [i for i in range(N_ITEMS) if i not in liked]
-        chosen = list(rng.choice(liked, 5, replace=False)) + list(
-            rng.choice(others, 3, replace=False)
-        )
-        for t, i in enumerate(rng.permutation(chosen)):
-            rows.append((f"u{u}", f"m{i}", 4.0, 1_000_000 + 60 * t))
-    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
-    return Dataset.from_external(
-        "synthetic-movies",
-        frame,
-        item_content=pd.DataFrame(items),
-        item_fields={"title": "text", "genres": "tags", "studio": "category"},
-    )
+# the prior reads a recency-weighted history
+CLREC = {**BASE_CLREC, "history_half_life": 3.0}
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _dataset().save(tmp_path_factory.mktemp("data") / "movies")
+    return movies_dataset(RARE_GENRE).save(tmp_path_factory.mktemp("data") / "movies")
 
 
 def _train(root: Path, data_dir: Path, name: str, params: dict[str, Any]) -> Path:
-    config = RunConfig.from_mapping(
-        {
-            "data": {"name": str(data_dir)},
-            "split": {"scheme": "cold-item", "ratios": [0.7, 0.1, 0.2], "seed": 1},
-            "model": {"name": name, "params": params},
-            "evaluation": {"ks": [5, 10], "progress": False},
-            "report": False,
-        }
-    )
-    run_dir = root / name
-    run_experiment(config, run_dir)
-    return run_dir
+    return train_run(root / name, data_dir, name, params)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from movies import GENRES, N_ITEMS, N_USERS, STUDIOS  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
@@ -55,11 +56,9 @@ from clrec.serving.store import Store  # noqa: E402
 
 MAX_K = 50
 EXAMPLES = 40  # per operation and generation mode
-# conftest.movies_dataset: users u0..u59, movies m0..m39 with title, genres and studio
-USERS = [f"u{u}" for u in range(60)]
-ITEMS = [f"m{i}" for i in range(40)]
-GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-STUDIOS = ["North", "South", "East", "West"]
+# movies.movies_dataset: users u0..u59, movies m0..m39 with title, genres and studio
+USERS = [f"u{u}" for u in range(N_USERS)]
+ITEMS = [f"m{i}" for i in range(N_ITEMS)]
 
 OPERATIONS = [
     ("GET", "/v1/users/{user_id}/recommendations"),
