@@ -136,16 +136,11 @@ def clrec_row(run: Path) -> Row:
         row.seconds_to_best = float(
             sum(h["seconds"] + h.get("eval_seconds", 0.0) for h in epochs[: best + 1])
         )
-        row.capped = bool(metrics.get("stopped_by_time") or _stopped_by_time(run))
+        row.capped = bool(_json(run / "model" / "model.json").get("stopped_by_time"))
     else:  # a closed-form model (EASE): its one "epoch" is the fit
         row.epochs = row.best_epoch = 1
         row.seconds_per_epoch = row.seconds_to_best = float(timing["fit_seconds"])
     return row
-
-
-def _stopped_by_time(run: Path) -> bool:
-    manifest = _json(run / "model" / "model.json")
-    return bool(manifest.get("stopped_by_time") or manifest.get("state", {}).get("stopped_by_time"))
 
 
 def recbole_row(run: Path, reference: Reference) -> Row:
