@@ -9,12 +9,12 @@ rank ``r`` as ``(r + 1) ** -norm_exponent`` (power-law norms, as trained dot-pro
 give popular items), and each user has ``--per-user`` interactions drawn from a Zipf(1)
 popularity (what "exclude seen" filters).
 
-Then it starts ``clrec serve`` (a real uvicorn process, ``--workers 1``, rate limit off, an
+Then it starts ``clrec serve`` (a real uvicorn process, ``--workers``, rate limit off, an
 API key checked on every request unless ``--no-auth``) on a free loopback port, once per
 index (``--indexes``, default hnsw; plus ``exact`` for the sizes in ``--exact-sizes``,
 default 100k), and drives ``GET /v1/users/{id}/recommendations?k=10`` with random known users
-over ``--connections`` keep-alive connections for ``--duration`` seconds after ``--warmup``
-seconds. The same client then drives ``GET /healthz`` on the same server: the framework
+over each of ``--connections`` keep-alive connection counts for ``--duration`` seconds after
+``--warmup`` seconds. The same client then drives ``GET /healthz`` on the same server: the framework
 floor (the app has no no-op route; /healthz needs no key and does no work). Reported:
 throughput, p50 / p95 / p99 latency, non-2xx answers, throughput as a share of the floor,
 the index's recall@10 the server measured at start (``/readyz``), the time to ready (artifact
@@ -27,7 +27,8 @@ the floor is a floor of client + server; the ratio is the comparable figure.
 Usage::
 
     python bench/serve_load.py [--sizes 10000 100000 1000000] [--duration 20] [--warmup 3]
-        [--connections 32] [--client auto|python|wrk] [--no-auth] [--append [BENCHMARKS.md]]
+        [--connections 1 8 32] [--workers 1] [--client auto|python|wrk] [--no-auth]
+        [--append [BENCHMARKS.md]]
 
 Artifacts are kept in ``--work-dir`` (default ``runs/bench-serve-load``) and reused by later
 runs with the same size, users, dimension and seed (``--rebuild`` to build them anew).
@@ -465,9 +466,9 @@ class Case:
     index: str
     recall: float | None
     index_build_s: float | None
+    index_source: str
     start_s: float
-    load: Load
-    floor: Load
+    loads: list[tuple[int, Load, Load]]  # (connections, recommendations, floor)
     peak_rss_mb: float
 
 
@@ -477,7 +478,12 @@ def run_case(
     from clrec.serving.settings import default_database_url
     from clrec.serving.store import Store
 
-    data_dir = Path(tempfile.mkdtemp(prefix=f"service-{n_items}-{index}-", dir=args.work_dir))
+    # one data folder per artifact and index: a built HNSW graph is cached there between
+    # runs (data_dir/index-cache); the database starts empty every time
+    data_dir = args.work_dir / f"service-{artifact.name}-{index}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for stale in data_dir.glob("service.db*"):
+        stale.unlink()
     token: str | None = None
     if args.auth:
         store = Store(default_database_url(data_dir))
@@ -488,7 +494,7 @@ def run_case(
         "--host",
         "127.0.0.1",
         "--workers",
-        "1",
+        str(args.workers),
         "--index",
         index,
         "--data-dir",
@@ -514,29 +520,27 @@ def run_case(
         if status != 200 or len(body["items"]) != args.k:
             raise RuntimeError(f"sanity request failed: {status} {body}")
 
-        def drive(route: str) -> Load:
+        def drive(route: str, connections: int) -> Load:
             maker = RequestMaker(route, args.users, args.k, args.seed)
             if client == "wrk":
                 return wrk_load(
                     server.port,
                     maker,
                     token,
-                    args.connections,
+                    connections,
                     args.warmup,
                     args.duration,
-                    args.wrk_threads,
+                    min(args.wrk_threads, connections),
                 )
-            return python_load(
-                server.port, maker, token, args.connections, args.warmup, args.duration
-            )
+            return python_load(server.port, maker, token, connections, args.warmup, args.duration)
 
-        load = drive(ROUTE)
-        floor = drive(FLOOR_ROUTE)
+        loads = [(c, drive(ROUTE, c), drive(FLOOR_ROUTE, c)) for c in args.connections]
         rss = server.peak_rss_mb()
     finally:
         server.stop()
     if not args.keep_data:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        for stale in [*data_dir.glob("service.db*"), data_dir / "server.log"]:
+            stale.unlink(missing_ok=True)
     recall = report.get("recall@10")
     build = report.get("build_seconds")
     return Case(
@@ -544,9 +548,9 @@ def run_case(
         index=index,
         recall=None if recall is None else float(recall),
         index_build_s=None if build is None else float(build),
+        index_source=str(report.get("source", "built")),
         start_s=server.start_seconds,
-        load=load,
-        floor=floor,
+        loads=loads,
         peak_rss_mb=rss,
     )
 
@@ -583,20 +587,22 @@ def table(cases: list[Case]) -> str:
         return "–" if value is None or value != value else format(value, spec)
 
     lines = [
-        "| items | index | recall@10 | ready s (index build s) | req/s | p50 ms | p95 ms "
-        "| p99 ms | non-2xx | floor req/s (/healthz) | floor p50 ms | req/s ÷ floor "
-        "| server peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| items | index | recall@10 | ready s (index s, source) | connections | req/s "
+        "| p50 ms | p95 ms | p99 ms | non-2xx | floor req/s (/healthz) | floor p99 ms "
+        "| req/s ÷ floor | server peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
-        ratio = c.load.rps / c.floor.rps if c.floor.rps else None
-        lines.append(
-            f"| {c.n_items:,} | {c.index} | {fmt(c.recall, '.4f')} "
-            f"| {c.start_s:.1f} ({fmt(c.index_build_s, '.1f')}) | {c.load.rps:,.0f} "
-            f"| {fmt(c.load.p50_ms, '.1f')} | {fmt(c.load.p95_ms, '.1f')} "
-            f"| {fmt(c.load.p99_ms, '.1f')} | {c.load.errors} | {c.floor.rps:,.0f} "
-            f"| {fmt(c.floor.p50_ms, '.1f')} | {fmt(ratio, '.2f')} | {c.peak_rss_mb:,.0f} |"
-        )
+        for connections, load, floor in c.loads:
+            ratio = load.rps / floor.rps if floor.rps else None
+            lines.append(
+                f"| {c.n_items:,} | {c.index} | {fmt(c.recall, '.4f')} "
+                f"| {c.start_s:.1f} ({fmt(c.index_build_s, '.1f')}, {c.index_source}) "
+                f"| {connections} | {load.rps:,.0f} "
+                f"| {fmt(load.p50_ms, '.1f')} | {fmt(load.p95_ms, '.1f')} "
+                f"| {fmt(load.p99_ms, '.1f')} | {load.errors} | {floor.rps:,.0f} "
+                f"| {fmt(floor.p99_ms, '.1f')} | {fmt(ratio, '.2f')} | {c.peak_rss_mb:,.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -611,16 +617,20 @@ def notes(args: argparse.Namespace, client: str) -> str:
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"commit {commit()}; {datetime.now(UTC):%Y-%m-%d}. Command: "
         f"`{' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`.\n"
-        f"Client: {who}, {args.connections} keep-alive connections, {args.warmup:g} s warm-up "
-        f"then {args.duration:g} s measured per route; `GET {ROUTE.format(user='{id}', k=args.k)}` "
-        f"for random users of {args.users:,}. Server: `clrec serve` (uvicorn, 1 worker, "
+        f"Client: {who} (at most one thread per connection), keep-alive connections as "
+        f"listed, {args.warmup:g} s warm-up then {args.duration:g} s measured per route and "
+        f"connection count; `GET {ROUTE.format(user='{id}', k=args.k)}` for random users of "
+        f"{args.users:,}. Server: `clrec serve` (uvicorn with uvloop and httptools, "
+        f"{args.workers} worker(s), default HNSW settings (m 16, ef_search 96), "
         f"`--rate-limit 0`, {auth}, `--log-level {args.server_log_level}`). Floor: `GET "
         "/healthz` on the same server with the same client (the app has no no-op route; "
         "/healthz needs no key and does no work). Synthetic BPR artifact, 64-d Gaussian "
         f"vectors, item norms ∝ (popularity rank + 1)^-{args.norm_exponent:g}, "
         f"{args.per_user} Zipf(1) interactions per user. recall@10: the index against exact "
         "search on 256 user vectors, as the server measured it at start (/readyz); ready s: "
-        "process start to /readyz 200 (artifact checks, index build, recall); peak RSS: VmHWM."
+        "process start to /readyz 200 (artifact checks, index build or load, recall); index "
+        "s / source: building the HNSW graph, or loading it from the data folder's cache "
+        "(kept between runs); peak RSS: VmHWM."
     )
 
 
@@ -648,7 +658,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--norm-exponent", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections", type=int, nargs="+", default=[1, 8, 32], help="one run per count"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="clrec serve --workers")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds")
     parser.add_argument("--client", choices=["auto", "python", "wrk"], default="auto")

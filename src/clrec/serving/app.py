@@ -18,12 +18,19 @@ item, 413 for a body over ``max_body_bytes``, 422 for bad input (including what 
 cannot read), 429 with ``Retry-After`` beyond the key's rate, 503 while starting or when the
 database fails.
 
+Concurrency: routes that only search memory (user recommendations, similar items, with the
+API key found in the key cache) run on the event loop, since an index search costs less than
+a hop to a worker thread; whatever touches the database or runs an encoder runs in worker
+threads, never holding the state's lock while it waits.
+
 Every request is logged as one line (method, route template, status, milliseconds) on the
 ``clrec.serving.access`` logger; an error's message is passed through
 :class:`~clrec.encoders.privacy.PrivacyMasker` first. Paths (which hold user ids), query
 strings, bodies, profile texts and API keys are never logged.
 """
 
+import gc
+import json
 import logging
 import math
 import os
@@ -54,7 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clrec.encoders.privacy import PrivacyMasker
 from clrec.errors import ClrecError
-from clrec.serving.security import BodySizeLimit, Security, require
+from clrec.serving.security import Authorization, BodySizeLimit, Security
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.state import NotFoundError, Scored, ServiceState
 from clrec.serving.store import Event, Store, StoreError
@@ -352,6 +359,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         recall = state.index_report.get("recall@10")
         if recall is not None:
             metrics.index_recall.set(float(recall))
+        # The loaded state is hundreds of thousands of long-lived objects (ids, titles, maps):
+        # move them out of the collector's sight, or each full collection walks them all and
+        # stalls requests for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -363,11 +375,16 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         version="1",
         summary="Real-time recommendations from a clrec artifact",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks look up providers on every request; the service
+        # has its Prometheus metrics (/metrics) and request log instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = None
     app.state.metrics = metrics
     app.state.settings = settings
+    # outermost last: observe everything, then check the key, then read the body
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Authorization, policy=required_scope)
     app.add_middleware(
         RequestObserver,
         metrics=metrics,
@@ -376,38 +393,47 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     )
     _exception_handlers(app, masker)
 
-    read = [Depends(require("read"))]
-    write = [Depends(require("write"))]
     max_k = settings.max_k
     K = Annotated[int, Query(ge=1, le=max_k, description=f"number of results, 1 to {max_k}")]
     default_k = min(10, max_k)
     State = Annotated[ServiceState, Depends(_service)]
 
+    class UserParams(BaseModel):
+        """Query parameters of a user's recommendations (one model: validated in one
+        call, which costs a fraction of separate parameters)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        k: int = Field(default_k, ge=1, le=max_k, description=f"number of results, 1 to {max_k}")
+        exclude_seen: bool = Field(True, description="leave out items the user interacted with")
+        exclude: list[ExternalId] = Field(
+            default_factory=list, max_length=1000, description="item ids to leave out"
+        )
+
     @app.get(
         "/v1/users/{user_id}/recommendations",
         response_model=UserRecommendations,
-        dependencies=read,
         tags=["recommendations"],
         responses=_responses(*_PROTECTED, 404),
     )
-    def user_recommendations(
-        state: State,
+    async def user_recommendations(
+        request: Request,
         user_id: Annotated[str, Path(min_length=1, max_length=256)],
-        k: K = default_k,
-        exclude_seen: bool = True,
-        exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
-    ) -> UserRecommendations:
+        params: Annotated[UserParams, Query()],
+    ) -> Response:
         """Top k for a known user (trained, or known by recorded events); 404 otherwise:
         new users go through POST /v1/recommendations."""
+        # On the event loop: an index search is far cheaper than a hop to a worker thread.
+        state = await _service(request)  # not a dependency: a sub-dependency costs more here
+        k = params.k
         found = state.recommend_user(
-            user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude or ()
+            user_id, k, exclude_seen=params.exclude_seen, exclude_ids=params.exclude
         )
-        return UserRecommendations(user=user_id, k=k, items=_scored(found))
+        return _json({"user": user_id, "k": k, "items": _scored_json(found)})
 
     @app.post(
         "/v1/recommendations",
         response_model=QueryRecommendations,
-        dependencies=read,
         tags=["recommendations"],
         responses=_responses(*_PROTECTED, *_WITH_BODY),
     )
@@ -423,22 +449,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get(
         "/v1/items/{item_id}/similar",
         response_model=SimilarItems,
-        dependencies=read,
         tags=["items"],
         responses=_responses(*_PROTECTED, 404),
     )
-    def similar_items(
-        state: State,
+    async def similar_items(
+        request: Request,
         item_id: Annotated[str, Path(min_length=1, max_length=256)],
         k: K = default_k,
-    ) -> SimilarItems:
+    ) -> Response:
         """The k items most similar to ``item_id`` by the model's item vectors."""
-        return SimilarItems(item=item_id, k=k, items=_scored(state.similar_items(item_id, k)))
+        state = await _service(request)
+        found = state.similar_items(item_id, k)
+        return _json({"item": item_id, "k": k, "items": _scored_json(found)})
 
     @app.put(
         "/v1/items/{item_id}",
         response_model=ItemWritten,
-        dependencies=write,
         tags=["items"],
         responses={
             201: {"model": ItemWritten, "description": "a new item"},
@@ -493,7 +519,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.post(
         "/v1/events",
         response_model=EventsRecorded,
-        dependencies=write,
         tags=["events"],
         responses=_responses(*_PROTECTED, *_WITH_BODY),
     )
@@ -513,7 +538,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return EventsRecorded(recorded=written)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """Liveness: the process answers."""
         return Health(status="ok")
 
@@ -543,7 +568,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get(
         "/metrics",
-        dependencies=read,
         response_class=PlainTextResponse,
         tags=["operations"],
         responses=_responses(401, 403, 429, 503),
@@ -553,6 +577,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+"""Paths answered without an API key: liveness, readiness and the API's documentation."""
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request needs: None for :data:`PUBLIC_PATHS`; ``read`` to read (GET, and
+    the cold-start query, which only reads); ``write`` for every other method. Anything not
+    listed as public needs a key, unknown paths included (they answer 401, not 404)."""
+    if path in PUBLIC_PATHS or path.startswith("/docs/"):
+        return None
+    if method in ("GET", "HEAD") or (method == "POST" and path == "/v1/recommendations"):
+        return "read"
+    return "write"
 
 
 def create_app_from_env() -> FastAPI:
@@ -571,13 +610,27 @@ def create_app_from_env() -> FastAPI:
 # ---------------------------------------------------------------------- helpers
 
 
-def _service(request: Request) -> ServiceState:
-    """The loaded state (503 while starting), synced with other workers' writes."""
+async def _service(request: Request) -> ServiceState:
+    """The loaded state (503 while starting), synced with other workers' writes (the
+    database is read in a worker thread, and only when a sync is due)."""
     state: ServiceState | None = request.app.state.service
     if state is None:
         raise HTTPException(503, "the service is starting")
-    state.maybe_sync()
+    if state.sync_due():
+        await run_in_threadpool(state.maybe_sync)
     return state
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    """A 200 JSON response of a payload the route built in its response model's shape: the
+    read routes skip FastAPI's re-validation of their own output, a sizeable part of their
+    cost (the OpenAPI schema still describes them by ``response_model``)."""
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode("utf-8", "replace"), media_type="application/json")
+
+
+def _scored_json(found: list[Scored]) -> list[dict[str, Any]]:
+    return [{"id": s.id, "score": s.score, "title": s.title} for s in found]
 
 
 def _scored(found: list[Scored]) -> list[ItemScore]:
@@ -679,4 +732,11 @@ def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
 
 
-__all__ = ["SETTINGS_ENV", "ServiceMetrics", "create_app", "create_app_from_env"]
+__all__ = [
+    "PUBLIC_PATHS",
+    "SETTINGS_ENV",
+    "ServiceMetrics",
+    "create_app",
+    "create_app_from_env",
+    "required_scope",
+]

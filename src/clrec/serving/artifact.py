@@ -538,13 +538,19 @@ class Artifact:
         if self.prior_weight:
             prior = self._prior_model()
             assert prior.seen is not None and prior.weights is not None
-            row = prior.seen[int(user)]  # (1, I) the prior's own (maybe recency-weighted) history
-            history = prior.weights[row.indices]  # (H, I)
+            # the prior's own (maybe recency-weighted) history of the user
+            seen_items, seen_weights = _csr_row(prior.seen, int(user))  # (H,), (H,)
+            history = prior.weights[seen_items]  # (H, I)
             if items is not None:
                 history = history[:, items]  # (H, C)
-            prior_scores = row.data.astype(np.float32) @ history  # (C,)
+            prior_scores = seen_weights.astype(np.float32) @ history  # (C,)
             scores = scores + np.float32(self.prior_weight) * prior_scores
         return np.asarray(scores, dtype=np.float32)
+
+    def seen_items(self, user: int) -> np.ndarray:
+        """Internal ids ``(H,)`` of the items known ``user`` interacted with in the run's
+        data set (a view into :attr:`seen`, without scipy's row slicing)."""
+        return _csr_row(self.seen, int(user))[0]
 
     def score_vector(self, vector: np.ndarray, candidates: np.ndarray | None = None) -> np.ndarray:
         """Plain dot products ``(C,)`` of a query ``vector`` ``(D,)`` (an anonymous user, e.g.
@@ -806,6 +812,12 @@ class Artifact:
             model.prior = None  # the artifact scores through its own path
             self._model = model
         return self._model
+
+
+def _csr_row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column ids ``(H,)`` and values ``(H,)`` of one CSR row, as views."""
+    start, stop = matrix.indptr[row], matrix.indptr[row + 1]
+    return matrix.indices[start:stop], matrix.data[start:stop]
 
 
 def _column_keys(matrix: np.ndarray) -> list[bytes]:

@@ -28,6 +28,7 @@ works without it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -80,7 +81,12 @@ class IndexConfig:
 
     ``precision`` is the storage precision of the exact index (HNSW always stores float32).
     ``m`` / ``ef_construction`` / ``ef_search`` are the usual HNSW knobs (graph degree, build
-    beam, query beam: higher is more accurate and slower). ``chunk_items`` bounds the memory
+    beam, query beam: higher is more accurate and slower; a search never uses a beam narrower
+    than the results it must return). On 100k 64-d Gaussian items (a hard case for a graph)
+    on one core of the reference machine: ``m`` 16 with ``ef_search`` 96 found recall@10
+    0.986 in 0.15 ms a query, ``ef_search`` 64 0.972 in 0.13 ms; ``m`` 32 needs about twice
+    the time for the same recall and twice the build time. The service reports the recall it
+    measured at start. ``chunk_items`` bounds the memory
     of exact search. ``num_threads`` is the hnswlib thread count (``None``: all cores; use 1
     for a reproducible graph); exact search uses torch's own thread setting.
     """
@@ -88,9 +94,9 @@ class IndexConfig:
     kind: IndexKind = "exact"
     precision: Precision = "float32"
     metric: Metric = "dot"
-    m: int = 32
+    m: int = 16
     ef_construction: int = 200
-    ef_search: int = 256
+    ef_search: int = 96
     chunk_items: int = 65536
     seed: int = 0
     num_threads: int | None = None
@@ -115,6 +121,15 @@ class IndexConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields."""
         return asdict(self)
+
+    def structure(self) -> dict[str, Any]:
+        """The fields that decide what a built index holds (not how it is searched): two
+        configs with equal structures build the same index."""
+        return {
+            name: value
+            for name, value in self.to_dict().items()
+            if name not in ("ef_search", "num_threads", "chunk_items")
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexConfig:
@@ -249,8 +264,12 @@ class VectorIndex:
             raise ClrecError(f"k must be a positive integer, got {k!r}")
         k = int(k)
         candidates = self._allowed_ids(allowed)  # (A,) sorted, or None for all items
-        excl_rows, excl_cols = self._exclude_pairs(exclude, q.shape[0])  # (E,), (E,)
         inner_k = min(k, self._count)  # never more than the catalogue; padded below
+        if self._hnsw is not None and q.shape[0] == 1:  # the service's case: keep it lean
+            ids, scores = self._hnsw_single(q, inner_k, candidates, exclude)
+            if ids is not None and scores is not None:
+                return self._padded(ids, scores, k)
+        excl_rows, excl_cols = self._exclude_pairs(exclude, q.shape[0])  # (E,), (E,)
         if self._hnsw is None:
             ids, scores = _exact_topk(
                 q, self._stored(), self._stored_scales(), inner_k, self.config.chunk_items,
@@ -258,8 +277,13 @@ class VectorIndex:
             )  # fmt: skip
         else:
             ids, scores = self._hnsw_search(q, inner_k, candidates, excl_rows, excl_cols)
-        if inner_k < k:
-            pad = k - inner_k
+        return self._padded(ids, scores, k)
+
+    @staticmethod
+    def _padded(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Results ``(Q, k')`` padded to ``(Q, k)`` with id -1 and score -inf."""
+        pad = k - ids.shape[1]
+        if pad > 0:
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)  # (Q, k)
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)  # (Q, k)
         return ids, scores
@@ -364,6 +388,29 @@ class VectorIndex:
         if config.kind == "hnsw":
             index._hnsw = _load_hnsw(root / HNSW_FILE, config, vectors)
         return index
+
+    def with_search(self, config: IndexConfig) -> VectorIndex:
+        """This index, searched from now on with ``config``'s search settings
+        (``ef_search``, ``num_threads``, ``chunk_items``); ``config`` must describe the same
+        structure (e.g. a saved graph loaded under today's search settings)."""
+        if config.structure() != self.config.structure():
+            raise ClrecError(
+                f"index settings {config.structure()} describe another index than "
+                f"{self.config.structure()}"
+            )
+        self.config = config
+        if self._hnsw is not None:
+            self._hnsw.set_ef(config.ef_search)
+            if config.num_threads is not None:
+                self._hnsw.set_num_threads(config.num_threads)
+        return self
+
+    def vectors(self) -> np.ndarray:
+        """The indexed vectors ``(I, D)`` as stored (float32, float16, or int8 codes), as a
+        read-only view."""
+        view = self._stored().view()
+        view.flags.writeable = False
+        return view
 
     # ------------------------------------------------------------------ internals
 
@@ -547,6 +594,53 @@ class VectorIndex:
                 q, to_exact, k, candidates, excl_rows, excl_cols
             )
         return ids, scores
+
+    def _hnsw_single(
+        self,
+        q: np.ndarray,
+        k: int,
+        candidates: np.ndarray | None,
+        exclude: Sequence[np.ndarray | Sequence[int] | None] | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """One query's graph search with plain-Python filtering (a few dozen labels), which
+        costs a fraction of the batched path's array bookkeeping. ``(None, None)`` when the
+        graph cannot answer (too selective filters): the caller takes the general path."""
+        if exclude is not None and len(exclude) != 1:
+            return None, None  # the general path reports the mismatch
+        n = self._count
+        excluded: set[int] = set()
+        if exclude is not None and exclude[0] is not None:
+            arr = np.asarray(exclude[0]).ravel()
+            if arr.size and arr.dtype.kind not in "iu":
+                return None, None
+            excluded = set(arr.tolist())
+        allowed = None if candidates is None else set(candidates.tolist())
+        n_allowed = n if allowed is None else len(allowed)
+        relevant = sum(1 for i in excluded if 0 <= i < n and (allowed is None or i in allowed))
+        target = min(k, n_allowed - relevant)
+        if target <= 0:
+            return np.full((1, k), -1, dtype=np.int64), np.full((1, k), -np.inf, np.float32)
+        size = math.ceil((k + relevant) * n / n_allowed)
+        while 2 * size <= n:
+            self._hnsw.set_ef(max(self.config.ef_search, size))
+            try:
+                labels = self._hnsw.knn_query(q, k=size, num_threads=1)[0][0].tolist()
+            except RuntimeError:  # graph could not return `size` results: rare, be exact
+                break
+            finally:
+                self._hnsw.set_ef(self.config.ef_search)
+            kept = [
+                label
+                for label in labels
+                if label not in excluded and (allowed is None or label in allowed)
+            ][:k]
+            if len(kept) >= target:
+                ids = np.asarray(kept, dtype=np.int64)  # (k',)
+                scores = self._stored()[ids] @ q[0]  # (k',) exact float32
+                order = np.argsort(-scores, kind="stable")
+                return ids[order][None, :], scores[order][None, :]
+            size *= 4
+        return None, None
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact float32 scores for graph results ``ids`` ``(P, k)``, re-sorted best first."""

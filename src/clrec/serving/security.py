@@ -3,9 +3,13 @@
 * **API keys**: a request names its key in ``X-API-Key: <token>`` or ``Authorization: Bearer
   <token>``; :meth:`clrec.serving.store.Store.verify_key` checks it (salted sha256, compared
   with :func:`hmac.compare_digest`). No key or an unknown, wrong or revoked one: 401. A key
-  without the route's scope (``read`` or ``write``): 403. Keys are checked against the
-  database on every request, so a revocation (``clrec keys revoke``) takes effect at once
-  in every worker.
+  without the route's scope (``read`` or ``write``): 403. A verified key is remembered for
+  ``key_cache_s`` seconds (by a digest of the token, never the token itself), so the
+  database is asked at most once a second per key and worker by default: a revocation
+  (``clrec keys revoke``) takes effect in every worker within ``key_cache_s`` (0: at once,
+  with a database read per request).
+* **Where**: :class:`Authorization`, an ASGI middleware, runs these checks for every request
+  its policy does not call public, before routing and validation.
 * **Rate limits**: a token bucket per key (``rate_limit_per_s`` tokens a second, at most
   ``rate_limit_burst`` saved up); an empty bucket answers 429 with ``Retry-After`` (seconds).
   Buckets live in the worker's memory, so with N workers a key gets up to N times the rate.
@@ -16,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -24,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clrec.serving.settings import ServiceSettings
@@ -31,6 +38,7 @@ from clrec.serving.store import SCOPES, Store
 
 API_KEY_HEADER = "x-api-key"
 _MAX_BUCKETS = 100_000  # buckets kept before idle ones are dropped
+_MAX_CACHED_KEYS = 10_000  # verified keys remembered before the cache starts afresh
 
 
 @dataclass(frozen=True)
@@ -100,16 +108,51 @@ def request_token(request: Request) -> str | None:
     return None
 
 
+class KeyCache:
+    """Verified keys by a sha256 digest of their token, each for ``ttl`` seconds.
+
+    Only successful verifications are remembered, so a new key works at once and a wrong
+    token never passes; ``ttl`` bounds how long a revoked key keeps working. ``clock`` is
+    injectable for tests.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = float(ttl)
+        self._clock = clock
+        self._entries: dict[bytes, tuple[Principal, float]] = {}  # digest -> (who, until)
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(_digest(token))
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= _MAX_CACHED_KEYS:
+            self._entries.clear()
+        self._entries[_digest(token)] = (principal, self._clock() + self.ttl)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 class Security:
     """The checks every protected route runs: key, scope, rate limit."""
 
-    def __init__(self, store: Store, settings: ServiceSettings) -> None:
+    def __init__(
+        self, store: Store, settings: ServiceSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
         self.required = settings.auth_required
-        self.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.keys = KeyCache(settings.key_cache_s, clock)
+        self.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, clock)
 
-    def authenticate(self, request: Request, scope: str) -> Principal:
-        """The request's principal, or an HTTPException (401, 403 or 429)."""
+    async def authenticate(self, request: Request, scope: str) -> Principal:
+        """The request's principal, or an HTTPException (401, 403 or 429). Runs on the
+        event loop; only a key missing from the cache is looked up (in a worker thread)."""
         if self.required:
             token = request_token(request)
             if token is None:
@@ -119,13 +162,16 @@ class Security:
                     "'Authorization: Bearer <key>'",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            key = self.store.verify_key(token)
-            if key is None:
-                raise HTTPException(
-                    401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-                )
-            principal = Principal(key.key_id, key.name, key.scopes)
-            bucket = f"key:{key.key_id}"
+            principal = self.keys.get(token)
+            if principal is None:
+                key = await run_in_threadpool(self.store.verify_key, token)
+                if key is None:
+                    raise HTTPException(
+                        401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+                    )
+                principal = Principal(key.key_id, key.name, key.scopes)
+                self.keys.put(token, principal)
+            bucket = f"key:{principal.key_id}"
         else:
             principal = ANONYMOUS
             bucket = f"client:{request.client.host if request.client else 'unknown'}"
@@ -141,18 +187,45 @@ class Security:
         return principal
 
 
-def require(scope: str) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: the caller's :class:`Principal` if its key holds ``scope``."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
+ScopePolicy = Callable[[str, str], str | None]
+"""``(method, path) -> scope``: the scope a request needs, None for a public route."""
 
-    def dependency(request: Request) -> Principal:
-        security: Security = request.app.state.security
-        principal = security.authenticate(request, scope)
-        request.state.principal = principal
-        return principal
 
-    return dependency
+class Authorization:
+    """ASGI middleware: every request that ``policy`` does not declare public passes
+    :meth:`Security.authenticate` before routing and validation, so a request without a valid
+    key learns nothing about its input (401 before 422) and the checks cost one call, not a
+    dependency per route. The principal is left in ``scope["state"]["principal"]``.
+
+    The :class:`Security` object is read from ``app.state.security`` at each request (the
+    service creates it when its lifespan has loaded the store): until then protected routes
+    answer 503.
+    """
+
+    def __init__(self, app: ASGIApp, policy: ScopePolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needed = self.policy(str(scope.get("method", "GET")), str(scope.get("path", "")))
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        security: Security | None = getattr(scope["app"].state, "security", None)
+        try:
+            if security is None:
+                raise HTTPException(503, "the service is starting")
+            state["principal"] = await security.authenticate(Request(scope), needed)
+        except HTTPException as error:
+            state["log_detail"] = str(error.detail)
+            response = JSONResponse({"detail": error.detail}, error.status_code, error.headers)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -233,10 +306,12 @@ def _content_length(scope: Scope) -> int | None:
 __all__ = [
     "ANONYMOUS",
     "API_KEY_HEADER",
+    "Authorization",
     "BodySizeLimit",
+    "KeyCache",
     "Principal",
+    "ScopePolicy",
     "Security",
     "TokenBucket",
     "request_token",
-    "require",
 ]

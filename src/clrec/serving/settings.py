@@ -35,11 +35,16 @@ class ServiceSettings(BaseModel):
       (``postgresql+psycopg://...``); the store uses portable SQL only.
     * ``index``: the item index (exact or HNSW). Its metric must be ``dot``: artifact vectors
       are already in the model's scoring space (normalised for cosine models).
+    * ``index_cache``: keep a built HNSW graph in ``data_dir/index-cache/`` and load it at
+      the next start with the same artifact and index settings.
     * ``max_k``: the largest k a request may ask for; ``rescore_margin``: how many extra
-      candidates the index returns for the exact re-scoring of known users.
+      candidates the index returns for the exact re-scoring of known users when the model
+      scores more than the dot product (an EASE prior re-orders the index's candidates).
     * ``max_body_bytes`` / ``max_events``: request size limits (413 / 422 beyond them).
     * ``rate_limit_per_s`` / ``rate_limit_burst``: token bucket per API key (0: no limit).
     * ``auth_required``: refuse requests without a valid API key (off only for local tries).
+    * ``key_cache_s``: how long a worker trusts a verified key before asking the database
+      again, which bounds how long a revoked key keeps working (0: ask on every request).
     * ``sync_interval_s``: how often a worker reads events and items other workers wrote to
       the shared database (None: never, for a single worker).
     * ``recall_sample``: user vectors sampled to measure the index's recall@10 at start.
@@ -54,6 +59,7 @@ class ServiceSettings(BaseModel):
     database_url: str | None = None
     index: IndexConfig = Field(default_factory=IndexConfig)
     verify_artifact: bool = True
+    index_cache: bool = True
     max_k: int = Field(default=100, ge=1, le=10_000)
     rescore_margin: int = Field(default=100, ge=0, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -61,6 +67,7 @@ class ServiceSettings(BaseModel):
     rate_limit_per_s: float = Field(default=50.0, ge=0.0)
     rate_limit_burst: int = Field(default=100, ge=1)
     auth_required: bool = True
+    key_cache_s: float = Field(default=1.0, ge=0.0)
     sync_interval_s: float | None = Field(default=1.0, ge=0.0)
     recall_sample: int = Field(default=256, ge=1)
     log_level: str = "INFO"

@@ -11,7 +11,8 @@ measures the index's recall@10 against exact search on a sample of user vectors
   is a *store-only* user, whose vector is the mean of their items' vectors
   (:meth:`clrec.serving.artifact.Artifact.user_from_items`).
 
-Retrieval takes the top ``k + rescore_margin`` candidates from the index, seen and excluded
+Retrieval takes the top ``k`` candidates from the index (``k + rescore_margin`` for a known
+user of a model whose score is more than the dot product: an EASE prior), seen and excluded
 items filtered inside the search, and re-scores them exactly: known users with
 :meth:`~clrec.serving.artifact.Artifact.score` (the model's own score, EASE prior included;
 an item added through the API has no prior column and scores by its vector alone, as a cold
@@ -21,10 +22,12 @@ Items are identified by external ids everywhere outside this module; internally 
 its row in the index (artifact items first, in artifact order, then API items in the order
 this process first saw them).
 
-Thread-safe: one lock serialises searches and updates (the index allows no search during an
-update), a second one serialises content encoding. With several worker processes each one
-holds its own state; :meth:`ServiceState.maybe_sync` pulls what the others wrote to the shared
-database every ``sync_interval_s`` seconds.
+Thread-safe: one lock serialises searches and in-memory updates (the index allows no search
+during an update) and is never held while the database or an encoder works, so searches on
+the event loop never wait for either; a second lock serialises content encoding, a third one
+writes of items (database, then memory) and a fourth one syncs. With several worker
+processes each one holds its own state; :meth:`ServiceState.maybe_sync` pulls what the others
+wrote to the shared database every ``sync_interval_s`` seconds.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,15 +55,19 @@ logger = logging.getLogger("clrec.serving")
 COLD_START_ROUTE = "POST /v1/recommendations"
 _RECALL_K = 10
 _RECALL_SEED = 0
+INDEX_CACHE_DIR = "index-cache"
+"""Folder of ``data_dir`` where built HNSW graphs are kept between restarts."""
+_SYNC_BATCH = 10_000  # stored events applied per hold of the memory lock
 
 
 class NotFoundError(ClrecError):
     """An unknown user or item (the service answers 404)."""
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One result: external item id, score, title (None when the catalogue has none)."""
+class Scored(NamedTuple):
+    """One result: external item id, score, title (None when the catalogue has none). A
+    named tuple: a response builds up to ``max_k`` of them, and a frozen dataclass costs
+    several times more to create."""
 
     id: str
     score: float
@@ -135,9 +143,13 @@ class ServiceState:
         self.artifact = artifact
         self.store = store
         self.artifact_key = artifact_key(artifact)
-        self._lock = threading.RLock()
-        self._embed_lock = threading.Lock()
+        self._lock = threading.RLock()  # memory: index, tables, histories
+        self._embed_lock = threading.Lock()  # the content encoders
+        self._write_lock = threading.Lock()  # item writes, so database and memory agree
+        self._sync_lock = threading.Lock()  # reads of what other processes wrote
         self._n_artifact_items = artifact.n_items
+        # extra candidates for known users when the model's score re-orders the dot product
+        self._margin = settings.rescore_margin if artifact.prior_weight else 0
         self._ids: list[str] = list(artifact.item_ids)
         self._row: dict[str, int] = dict(artifact.item_index)
         self._vectors = _Rows(artifact.item_vectors)  # (N, D) float32, the index's rows
@@ -157,12 +169,13 @@ class ServiceState:
             "skipped_events": 0,
         }
         started = time.perf_counter()
-        self.index = VectorIndex.build(artifact.item_vectors, settings.index)
+        self.index, source = _artifact_index(settings, artifact, self.artifact_key)
         self.index_report: dict[str, Any] = {
             "kind": settings.index.kind,
             "precision": settings.index.precision,
             "items": self.index.size,
             "dim": self.index.dim,
+            "source": source,
             "build_seconds": round(time.perf_counter() - started, 4),
         }
 
@@ -217,25 +230,35 @@ class ServiceState:
     # ------------------------------------------------------------------ store sync
     def sync(self) -> dict[str, int]:
         """Apply items and events written to the store since the last sync (by any process);
-        idempotent. Returns how many of each were read."""
-        with self._lock:
+        idempotent. Returns how many of each were read. The database is read (and a foreign
+        item re-embedded) outside the memory lock; each batch is applied under it."""
+        with self._sync_lock:
             stored_items = self.store.load_items(self._last_revision)
             for row in stored_items:
-                self._apply_stored_item(row)
+                vector = self._stored_vector(row)
+                if vector is not None:
+                    with self._lock:
+                        self._set_item(row.id, vector, row.content)
                 self._last_revision = max(self._last_revision, row.revision)
             count = 0
+            batch: list[StoredEvent] = []
             for event in self.store.iter_events(self._last_event):
-                self._apply_event(event)
-                self._last_event = max(self._last_event, event.id)
-                count += 1
+                batch.append(event)
+                if len(batch) == _SYNC_BATCH:
+                    count += self._apply_events(batch)
+            count += self._apply_events(batch)
             self._last_sync = time.monotonic()
         return {"items": len(stored_items), "events": count}
+
+    def sync_due(self) -> bool:
+        """Whether ``sync_interval_s`` has passed since the last sync."""
+        interval = self.settings.sync_interval_s
+        return interval is not None and time.monotonic() - self._last_sync >= interval
 
     def maybe_sync(self) -> None:
         """:meth:`sync` when ``sync_interval_s`` has passed; a database failure is logged and
         the request is answered from memory."""
-        interval = self.settings.sync_interval_s
-        if interval is None or time.monotonic() - self._last_sync < interval:
+        if not self.sync_due():
             return
         try:
             self.sync()
@@ -243,7 +266,9 @@ class ServiceState:
             self._last_sync = time.monotonic()  # do not retry on every request
             logger.warning("store sync failed: %s", error)
 
-    def _apply_stored_item(self, row: StoredItem) -> None:
+    def _stored_vector(self, row: StoredItem) -> np.ndarray | None:
+        """A stored item's vector in this model's space: as stored, or re-embedded (and
+        stored again) when it was written under another artifact; None when it cannot be."""
         vector = row.vector
         if row.artifact_key != self.artifact_key or vector.shape != (self.artifact.dim,):
             # stored under another artifact: that model's vector means nothing here
@@ -252,20 +277,28 @@ class ServiceState:
             except ClrecError as error:
                 self.replay_report["skipped_items"] += 1
                 logger.warning("API item skipped: it cannot be embedded by this model: %s", error)
-                return
-            self.store.upsert_item(row.id, row.content, vector, self.artifact_key)
+                return None
+            with self._write_lock:
+                self.store.upsert_item(row.id, row.content, vector, self.artifact_key)
             self.replay_report["reembedded_items"] += 1
-        self._set_item(row.id, vector, row.content)
         self.replay_report["items"] += 1
+        return vector
 
-    def _apply_event(self, event: StoredEvent) -> None:
-        row = self._row.get(event.item)
-        if row is None:  # an item of another artifact, never re-added here
-            self.replay_report["skipped_events"] += 1
-            return
-        self._history.setdefault(event.user, set()).add(row)
-        self._derived.pop(event.user, None)
-        self.replay_report["events"] += 1
+    def _apply_events(self, batch: list[StoredEvent]) -> int:
+        """Add stored events to the histories (under the memory lock); empties ``batch``."""
+        count = len(batch)
+        with self._lock:
+            for event in batch:
+                row = self._row.get(event.item)
+                if row is None:  # an item of another artifact, never re-added here
+                    self.replay_report["skipped_events"] += 1
+                    continue
+                self._history.setdefault(event.user, set()).add(row)
+                self._derived.pop(event.user, None)
+                self.replay_report["events"] += 1
+        self._last_event = max([self._last_event, *(e.id for e in batch)])
+        batch.clear()
+        return count
 
     def _set_item(self, item_id: str, vector: np.ndarray, content: Mapping[str, str | None]) -> int:
         """Add or replace an item in the index and the tables; returns its row."""
@@ -330,19 +363,22 @@ class ServiceState:
                     f"for a new user use {COLD_START_ROUTE} with items they liked or a "
                     "profile_text"
                 )
-            excluded = {self._row[i] for i in exclude_ids if i in self._row}
+            parts = [np.fromiter((self._row[i] for i in exclude_ids if i in self._row), np.int64)]
             if exclude_seen:
-                excluded |= history
+                parts.append(np.fromiter(history, np.int64, len(history)))
                 if user is not None:
-                    excluded.update(int(i) for i in self.artifact.seen[user].indices)
+                    parts.append(self.artifact.seen_items(user))
+            excluded = np.concatenate(parts)  # (E,) duplicates allowed
             if user is not None:
                 query = self.artifact.user_vectors[user]  # (D,)
-                rows = self._candidates(query, k, excluded)
-                scores = self._model_scores(user, rows)
+                rows, dots = self._candidates(query, k, excluded, self._margin)
+                if self._margin:  # the model's score is more than the dot product
+                    scores = self._model_scores(user, rows)
+                else:
+                    scores = dots * np.float32(self.artifact.score_scale)
             else:
                 query = self._history_vector(user_id)
-                rows = self._candidates(query, k, excluded)
-                scores = self._vectors.view[rows] @ query  # (C,)
+                rows, scores = self._candidates(query, k, excluded)
             return self._top(rows, scores, k)
 
     def recommend_anonymous(
@@ -366,8 +402,7 @@ class ServiceState:
             )
         with self._lock:
             query = self._mean_vector(known, profile)
-            rows = self._candidates(query, k, set(known))
-            scores = self._vectors.view[rows] @ query  # (C,)
+            rows, scores = self._candidates(query, k, set(known))
             return QueryResult(self._top(rows, scores, k), ignored)
 
     def similar_items(self, item_id: str, k: int) -> list[Scored]:
@@ -378,8 +413,7 @@ class ServiceState:
             if row is None:
                 raise NotFoundError(f"unknown item {item_id!r}")
             query = self._vectors.view[row].copy()  # (D,)
-            rows = self._candidates(query, k, {row})
-            scores = self._vectors.view[rows] @ query  # (C,)
+            rows, scores = self._candidates(query, k, {row})
             return self._top(rows, scores, k)
 
     # ------------------------------------------------------------------ writes
@@ -396,12 +430,13 @@ class ServiceState:
         if for_user is not None and not self._known_user(for_user):
             raise NotFoundError(f"unknown user {for_user!r} (for_user)")
         vector = self._embed_row(content)  # (D,)
-        with self._lock:
+        with self._write_lock:
             created = item_id not in self._row
             self.store.upsert_item(item_id, content, vector, self.artifact_key)
-            row = self._set_item(item_id, vector, content)
-            placement = None if for_user is None else self._placement(for_user, row)
-            return PutResult(item_id, created, self._titles[row], placement)
+            with self._lock:
+                row = self._set_item(item_id, vector, content)
+                placement = None if for_user is None else self._placement(for_user, row)
+                return PutResult(item_id, created, self._titles[row], placement)
 
     def record_events(self, batch: Sequence[Event]) -> int:
         """Persist ``batch`` (one transaction, committed before this returns), then add it
@@ -427,14 +462,21 @@ class ServiceState:
         with self._lock:
             return user_id in self.artifact.user_index or bool(self._history.get(user_id))
 
-    def _candidates(self, query: np.ndarray, k: int, excluded: set[int]) -> np.ndarray:
-        """Rows ``(C,)`` of the index's top ``k + rescore_margin`` for ``query``, excluded
-        rows filtered inside the search."""
-        want = min(k + self.settings.rescore_margin, self.index.size)
-        exclude = np.fromiter(excluded, dtype=np.int64, count=len(excluded))  # (E,)
-        ids, _ = self.index.search(query[None, :], want, exclude=[exclude])  # (1, want)
-        found = ids[0]
-        return found[found >= 0]
+    def _candidates(
+        self, query: np.ndarray, k: int, excluded: np.ndarray | Collection[int], margin: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``(C,)`` of the index's top ``k + margin`` for ``query``, excluded rows
+        filtered inside the search, and their exact float32 dot products ``(C,)`` with
+        ``query`` (the index's own scores when it stores float32 vectors)."""
+        want = min(k + margin, self.index.size)
+        if not isinstance(excluded, np.ndarray):
+            excluded = np.fromiter(excluded, dtype=np.int64, count=len(excluded))  # (E,)
+        ids, scores = self.index.search(query[None, :], want, exclude=[excluded])  # (1, want)
+        found = ids[0] >= 0  # (want,)
+        rows = ids[0][found]  # (C,)
+        if self.index.storage_dtype != np.float32:  # float16 / int8 scores are approximate
+            return rows, self._vectors.view[rows] @ query
+        return rows, scores[0][found]
 
     def _model_scores(self, user: int, rows: np.ndarray) -> np.ndarray:
         """The model's exact scores ``(C,)`` of a known user over ``rows``: the artifact's
@@ -458,9 +500,10 @@ class ServiceState:
 
     def _top(self, rows: np.ndarray, scores: np.ndarray, k: int) -> list[Scored]:
         order = np.argsort(-scores, kind="stable")[:k]
+        ids, titles = self._ids, self._titles
         return [
-            Scored(self._ids[int(rows[i])], float(scores[i]), self._titles[int(rows[i])])
-            for i in order
+            Scored(ids[row], score, titles[row])
+            for row, score in zip(rows[order].tolist(), scores[order].tolist(), strict=True)
         ]
 
     def _history_vector(self, user_id: str) -> np.ndarray:
@@ -494,7 +537,7 @@ class ServiceState:
         history = self._history.get(user_id, set())
         seen = set(history)
         if user is not None:
-            seen.update(int(i) for i in self.artifact.seen[user].indices)
+            seen.update(self.artifact.seen_items(user).tolist())
         everything = np.arange(self.n_items, dtype=np.int64)  # (N,)
         if user is not None:
             scores = self._model_scores(user, everything)  # (N,)
@@ -540,6 +583,39 @@ class ServiceState:
             ) from None
 
 
+def _artifact_index(
+    settings: ServiceSettings, artifact: Artifact, key: str
+) -> tuple[VectorIndex, str]:
+    """The index of the artifact's items and where it came from (``"built"`` or
+    ``"cache"``). An HNSW graph, whose build dominates start-up (about 40 s for 100k items on
+    2 cores), is kept in ``data_dir/index-cache/`` under a digest of the artifact and the
+    index settings, so a restart loads it; a cached index that does not hold exactly the
+    artifact's vectors is rebuilt."""
+    config = settings.index
+    if config.kind != "hnsw" or not settings.index_cache:
+        return VectorIndex.build(artifact.item_vectors, config), "built"
+    digest = hashlib.sha256(
+        json.dumps([key, config.structure()], sort_keys=True).encode()
+    ).hexdigest()[:24]
+    folder = Path(settings.data_dir).expanduser() / INDEX_CACHE_DIR / digest
+    if (folder / "index.json").is_file():
+        try:
+            cached = VectorIndex.load(folder).with_search(config)
+            if cached.size == artifact.n_items and np.array_equal(
+                cached.vectors(), artifact.item_vectors
+            ):
+                return cached, "cache"
+            logger.warning("cached index %s does not match the artifact; rebuilding", folder)
+        except ClrecError as error:
+            logger.warning("cached index %s unreadable (%s); rebuilding", folder, error)
+    index = VectorIndex.build(artifact.item_vectors, config)
+    try:
+        index.save(folder)
+    except OSError as error:  # a read-only data folder costs start-up time, nothing else
+        logger.warning("could not cache the index in %s: %s", folder, error)
+    return index, "built"
+
+
 def _catalogue_titles(artifact: Artifact) -> list[str | None]:
     if "title" not in artifact.catalogue.columns:
         return [None] * artifact.n_items
@@ -560,6 +636,7 @@ def _text(value: object) -> str | None:
 
 __all__ = [
     "COLD_START_ROUTE",
+    "INDEX_CACHE_DIR",
     "NotFoundError",
     "Placement",
     "PutResult",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from clrec.serving.app import create_app
+from clrec.serving.app import create_app, required_scope
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.index import IndexConfig
 from clrec.serving.settings import ServiceSettings
@@ -145,6 +145,33 @@ def test_health_readiness_and_metrics_access(service: Service) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"X-API-Key": service.writer}).status_code == 403
     assert client.get("/metrics", headers={"X-API-Key": service.reader}).status_code == 200
+
+
+def test_every_route_has_the_scope_it_should(service: Service) -> None:
+    """The key policy, route by route: reads need ``read``, writes ``write``, only health,
+    readiness and the API's documentation are public, and unknown paths need a key too."""
+    expected = {
+        ("GET", "/v1/users/{user_id}/recommendations"): "read",
+        ("POST", "/v1/recommendations"): "read",
+        ("GET", "/v1/items/{item_id}/similar"): "read",
+        ("PUT", "/v1/items/{item_id}"): "write",
+        ("POST", "/v1/events"): "write",
+        ("GET", "/metrics"): "read",
+        ("GET", "/healthz"): None,
+        ("GET", "/readyz"): None,
+        ("GET", "/openapi.json"): None,
+        ("GET", "/docs"): None,
+    }
+    found = {
+        (method, route.path): required_scope(method, route.path.replace("{", "x").replace("}", ""))
+        for route in service.client.app.routes  # type: ignore[attr-defined]
+        for method in getattr(route, "methods", ()) or ()
+        if method != "HEAD" and not route.path.startswith(("/redoc", "/docs/"))
+    }
+    assert found == expected
+    assert service.client.get("/no/such/route").status_code == 401
+    assert service.get("/no/such/route").status_code == 404
+    assert service.client.get("/openapi.json").status_code == 200
 
 
 def test_readiness_reports_a_database_failure(
@@ -506,6 +533,31 @@ def test_hnsw_index(make_service: ServiceFactory, artifact: Artifact, cold: list
     assert service.recommended("u7", 5) == exact.recommended("u7", 5)
     service.put("/v1/items/h", _twin(artifact, cold[0], "H"))
     assert service.similar(cold[0], 1) == ["h"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hnswlib") is None, reason="hnswlib not installed")
+def test_hnsw_graph_is_cached_for_the_next_start(
+    make_service: ServiceFactory, artifact: Artifact, cold: list[str], tmp_path: Path
+) -> None:
+    config = IndexConfig(kind="hnsw", num_threads=1)
+    first = make_service(index=config)
+    assert first.state.index_report["source"] == "built"
+    first.put("/v1/items/h", _twin(artifact, cold[0], "H"))
+    again = make_service(index=config)  # same data folder: the graph comes from the cache
+    assert again.state.index_report["source"] == "cache"
+    assert again.state.index_report["recall@10"] == first.state.index_report["recall@10"]
+    assert again.recommended("u7", 5) == first.recommended("u7", 5)
+    assert again.similar(cold[0], 1) == ["h"]  # API items still come from the store
+    # other index settings get a graph of their own; a cache not matching the artifact is
+    # rebuilt, never served
+    assert make_service(index=IndexConfig(kind="hnsw", m=8)).state.index_report["source"] == (
+        "built"
+    )
+    for vectors in (tmp_path / "data" / "index-cache").glob("*/vectors.npy"):
+        stored = np.load(vectors)
+        np.save(vectors, stored[::-1].copy())
+    assert make_service(index=config).state.index_report["source"] == "built"
+    assert make_service(index=config, index_cache=False).state.index_report["source"] == "built"
 
 
 # ---------------------------------------------------------------------- metrics, logs

@@ -4,22 +4,22 @@ Retry-After) and the request body limit (413), on a minimal app with the service
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Body, Depends, FastAPI
+from fastapi import Body, FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from clrec.serving.security import (
     ANONYMOUS,
+    Authorization,
     BodySizeLimit,
-    Principal,
     Security,
     TokenBucket,
-    require,
 )
 from clrec.serving.settings import ServiceSettings, default_database_url
 from clrec.serving.store import Store
@@ -34,25 +34,34 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def _client(store: Store, tmp_path: Path, **overrides: Any) -> TestClient:
+def _client(
+    store: Store, tmp_path: Path, clock: Callable[[], float] = time.monotonic, **overrides: Any
+) -> TestClient:
     settings = ServiceSettings(artifact=tmp_path / "unused", max_body_bytes=LIMIT, **overrides)
     app = FastAPI()
-    app.state.security = Security(store, settings)
+    app.state.security = Security(store, settings, clock)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    scopes = {"/read": "read", "/write": "write"}
+    app.add_middleware(Authorization, policy=lambda method, path: scopes.get(path))
 
     @app.get("/read")
-    def read(who: Principal = Depends(require("read"))) -> dict[str, str]:  # noqa: B008
-        return {"key": who.key_id}
+    def read(request: Request) -> dict[str, str]:
+        return {"key": request.state.principal.key_id}
 
-    @app.post("/write", dependencies=[Depends(require("write"))])
+    @app.post("/write")
     def write(body: dict[str, Any] = Body(...)) -> dict[str, int]:  # noqa: B008
         return {"fields": len(body)}
+
+    @app.get("/open")
+    def open_route() -> dict[str, bool]:
+        return {"open": True}
 
     return TestClient(app)
 
 
 def test_missing_and_invalid_keys_are_401(store: Store, tmp_path: Path) -> None:
     client = _client(store, tmp_path)
+    assert client.get("/open").json() == {"open": True}  # public by the policy
     response = client.get("/read")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -94,13 +103,38 @@ def test_scopes_are_403(store: Store, tmp_path: Path) -> None:
     assert client.post("/write", content=b"not json").status_code == 401
 
 
-def test_revocation_takes_effect_at_once(store: Store, tmp_path: Path) -> None:
+def test_revocation_takes_effect_at_once_without_a_key_cache(store: Store, tmp_path: Path) -> None:
     key = store.create_key("temp", "read")
-    client = _client(store, tmp_path)
+    client = _client(store, tmp_path, key_cache_s=0)
     assert client.get("/read", headers={"X-API-Key": key.token}).status_code == 200
     store.revoke_key(key.key.key_id)
     response = client.get("/read", headers={"X-API-Key": key.token})
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
+
+
+def test_a_cached_key_is_trusted_for_key_cache_s_then_checked_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [50.0]
+    key = store.create_key("temp", "read")
+    client = _client(store, tmp_path, clock=lambda: now[0], key_cache_s=2.0, rate_limit_per_s=0)
+    headers = {"X-API-Key": key.token}
+    lookups: list[str] = []
+    verify = store.verify_key
+    monkeypatch.setattr(store, "verify_key", lambda token: lookups.append(token) or verify(token))
+    assert client.get("/read", headers=headers).status_code == 200
+    assert client.get("/read", headers=headers).status_code == 200
+    assert len(lookups) == 1  # the second request was answered from the cache
+    store.revoke_key("temp")
+    now[0] += 1.9
+    assert client.get("/read", headers=headers).status_code == 200  # still within the TTL
+    now[0] += 0.2
+    assert client.get("/read", headers=headers).status_code == 401  # asked again: revoked
+    assert len(lookups) == 2
+    # a wrong token is never cached, and never passes
+    wrong = {"X-API-Key": key.token[:-1] + ("A" if key.token[-1] != "A" else "B")}
+    assert [client.get("/read", headers=wrong).status_code for _ in range(2)] == [401, 401]
+    assert len(lookups) == 4
 
 
 def test_rate_limit_is_per_key_with_retry_after(store: Store, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ database is given."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ from clrec.serving.store import (
     counters,
     parse_scopes,
 )
-
-POSTGRES_ENV = "CLREC_TEST_POSTGRES_URL"
 
 
 @pytest.fixture
@@ -225,18 +222,8 @@ def test_bad_urls() -> None:
 
 
 @pytest.fixture
-def postgres_store() -> Iterator[Store]:
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(
-            f"no PostgreSQL test database: set {POSTGRES_ENV}=postgresql+psycopg://user:pw@"
-            "host/db (an empty, throw-away database) to run the store against PostgreSQL"
-        )
-    opened = Store(url)
-    with opened.engine.begin() as conn:  # a clean slate in the throw-away database
-        for table in ("api_keys", "events", "items"):
-            conn.execute(sa.text(f"DELETE FROM {table}"))
-        conn.execute(sa.update(counters).where(counters.c.name != "schema").values(value=0))
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    opened = Store(postgres_url)
     yield opened
     opened.close()
 
