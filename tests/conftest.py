@@ -36,3 +36,29 @@ def dataset_folder(root: Path, name: str) -> Path:
 @pytest.fixture(scope="session")
 def bundled_folder() -> Path:
     return bundled_path()
+
+
+POSTGRES_ENV = "CLREC_TEST_POSTGRES_URL"
+"""A throw-away PostgreSQL database for the store tests (`.ci/run` starts one with
+``scripts/postgres.sh``); every table in it is dropped before each test that uses it."""
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The empty PostgreSQL database of ``$CLREC_TEST_POSTGRES_URL``; skips without one."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(
+            f"no PostgreSQL test database: set {POSTGRES_ENV}=postgresql+psycopg://user@host/db "
+            "(an empty, throw-away database; `bash scripts/postgres.sh start` starts one)"
+        )
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        tables = sa.MetaData()
+        tables.reflect(engine)
+        tables.drop_all(engine)
+    finally:
+        engine.dispose()
+    return url

@@ -129,6 +129,8 @@ class Server:
                     str(self.port),
                     "--db",
                     db_url,
+                    "--data-dir",
+                    str(log.parent / "service-data"),
                     "--log-level",
                     "info",
                 ],
@@ -193,16 +195,23 @@ def servers() -> Iterator[list[Server]]:
         server.stop()
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path: Path, servers: list[Server]) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_acknowledged_writes_survive_kill_9(
+    tmp_path: Path, servers: list[Server], database: str, request: pytest.FixtureRequest
+) -> None:
     for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
         pytest.importorskip(package, reason="the service needs the serve extra")
     from clrec.serving.store import Store
+
+    if database == "postgresql":
+        db_url = request.getfixturevalue("postgres_url")  # skips without a test database
+    else:
+        db_url = default_database_url(tmp_path / "service")
 
     artifact = _artifact(tmp_path)
     ref, ref_fields = _cold_item(artifact)
     year = ref_fields["title"].rsplit("(", 1)[1]
     late = {"title": f"Late Arrival ({year}", "genres": ref_fields["genres"]}
-    db_url = default_database_url(tmp_path / "service")
     created = subprocess.run(
         [*_clrec(), "keys", "create", "--db", db_url, "--name", "it", "--scopes", "read,write"],
         capture_output=True,
