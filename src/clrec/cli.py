@@ -21,6 +21,7 @@ from clrec.errors import ClrecError
 if TYPE_CHECKING:
     from clrec.config import RunConfig
     from clrec.data.splits import Scheme
+    from clrec.ranking.cross_encoder import Mode
     from clrec.serving.settings import ServiceSettings
     from clrec.serving.store import Store
 
@@ -39,6 +40,11 @@ keys_app = typer.Typer(
     help="Create, list and revoke the recommendation service's API keys.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+rank_app = typer.Typer(
+    help="Train and evaluate the language-model ranking stage (retrieve → rank).",
+    no_args_is_help=True,
+)
+app.add_typer(rank_app, name="rank")
 
 
 def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -246,15 +252,20 @@ def export_artifact_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by train or run.")],
     out: Annotated[Path, typer.Option(help="Folder to write the serving artifact to.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
+    ranker: Annotated[
+        Path | None,
+        typer.Option(help="A clrec rank train folder of this run: adds the ranking stage."),
+    ] = None,
 ) -> None:
     """Write a self-contained, checksummed serving artifact (vectors, id maps, model)."""
     from clrec.serving.artifact import export_artifact, load_artifact
 
-    path = export_artifact(run_dir, out, overwrite=overwrite)
+    path = export_artifact(run_dir, out, overwrite=overwrite, ranker=ranker)
     artifact = load_artifact(path)  # verified as a server would load it
     typer.echo(
         f"wrote {path}: {artifact.model_name}, {artifact.n_users:,} users × "
         f"{artifact.n_items:,} items, {artifact.dim}-d"
+        + (", with a ranking stage" if artifact.has_ranker else "")
     )
 
 
@@ -288,6 +299,9 @@ def serve_command(
             "reports the recall@10 measured at start.",
         ),
     ] = None,
+    ranker: Annotated[
+        str, typer.Option(help="The artifact's ranking stage: int8 | float32 | off.")
+    ] = "int8",
     auth: Annotated[
         bool, typer.Option(help="Require an API key (--no-auth only for local tries).")
     ] = True,
@@ -324,6 +338,7 @@ def serve_command(
         database_url=db,
         index={"kind": index} if ef_search is None else {"kind": index, "ef_search": ef_search},
         auth_required=auth,
+        ranker=ranker,
         max_k=max_k,
         rate_limit_per_s=rate_limit,
         rate_limit_burst=burst,
@@ -371,6 +386,77 @@ def _key_store(db: str | None, data_dir: Path) -> Store:
     from clrec.serving.store import Store
 
     return Store(db or default_database_url(data_dir))
+
+
+@rank_app.command("train")
+@_user_errors
+def rank_train_command(
+    run: Annotated[Path, typer.Argument(help="A run folder (clrec train) whose model retrieves.")],
+    out: Annotated[Path, typer.Option(help="Folder for the ranker and its report.")],
+    mode: Annotated[str, typer.Option(help="Fine-tuning: lora | head | last_n.")] = "lora",
+    model: Annotated[
+        str, typer.Option(help="Encoder: 'minilm' (packaged) or a local Hugging Face folder.")
+    ] = "minilm",
+    max_users: Annotated[int, typer.Option(min=1, help="Users sampled for pairs.")] = 600,
+    max_positives: Annotated[
+        int, typer.Option(min=1, help="Positives kept per user (a seeded sample).")
+    ] = 4,
+    hard_negatives: Annotated[int, typer.Option(min=0, help="Per user, from the top.")] = 4,
+    random_negatives: Annotated[int, typer.Option(min=0, help="Per user, uniform.")] = 2,
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    max_length: Annotated[int, typer.Option(min=8, help="Tokens of query + item.")] = 128,
+    depth: Annotated[int, typer.Option(min=1, help="Candidates re-ranked per user.")] = 50,
+    test_users: Annotated[int, typer.Option(min=1, help="Test users sampled.")] = 300,
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.0, help="Training budget in minutes.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Fine-tune a cross-encoder on the run's retrieval candidates and evaluate it."""
+    from clrec.ranking.cross_encoder import CrossEncoderConfig
+    from clrec.ranking.pairs import PairConfig
+    from clrec.ranking.pipeline import RankerSettings, train_ranker
+
+    if mode not in ("lora", "head", "last_n"):
+        raise ClrecError(f"unknown mode {mode!r}; known: lora, head, last_n")
+    settings = RankerSettings(
+        pairs=PairConfig(
+            max_users=max_users,
+            candidates=max(depth, hard_negatives),
+            hard_negatives=hard_negatives,
+            random_negatives=random_negatives,
+            max_positives_per_user=max_positives,
+            seed=seed,
+        ),
+        model=CrossEncoderConfig(
+            model=model,
+            mode=cast("Mode", mode),  # checked above
+            epochs=epochs,
+            batch_size=batch_size,
+            max_length=max_length,
+            threads=threads,
+            seed=seed,
+            time_limit_minutes=time_limit,
+        ),
+        rerank_depth=depth,
+        test_users=test_users,
+    )
+    report = train_ranker(run, out, settings)
+    _print_json({key: report[key] for key in ("test_pairs", "end_to_end", "latency")})
+
+
+@rank_app.command("evaluate")
+@_user_errors
+def rank_evaluate_command(
+    ranker: Annotated[Path, typer.Argument(help="A folder written by clrec rank train.")],
+) -> None:
+    """Evaluate a trained ranker again on its run's test data (report.json is updated)."""
+    from clrec.ranking.pipeline import evaluate_ranker
+
+    report = evaluate_ranker(ranker)
+    _print_json({key: report[key] for key in ("test_pairs", "end_to_end", "latency")})
 
 
 @keys_app.command("create")

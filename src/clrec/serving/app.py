@@ -29,6 +29,7 @@ Every request is logged as one line (method, route template, status, millisecond
 strings, bodies, profile texts and API keys are never logged.
 """
 
+import functools
 import gc
 import json
 import logging
@@ -168,6 +169,7 @@ class Readiness(BaseModel):
     items: int | None = None
     users: int | None = None
     index: dict[str, Any] | None = None
+    ranker: bool = False
     database: bool = False
 
 
@@ -409,6 +411,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         exclude: list[ExternalId] = Field(
             default_factory=list, max_length=1000, description="item ids to leave out"
         )
+        rerank: bool = Field(
+            False,
+            description="re-order the retriever's top candidates with the language-model "
+            "ranking stage (scores become click probabilities); 422 without one",
+        )
 
     @app.get(
         "/v1/users/{user_id}/recommendations",
@@ -426,9 +433,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # On the event loop: an index search is far cheaper than a hop to a worker thread.
         state = await _service(request)  # not a dependency: a sub-dependency costs more here
         k = params.k
-        found = state.recommend_user(
-            user_id, k, exclude_seen=params.exclude_seen, exclude_ids=params.exclude
-        )
+        if params.rerank:  # a cross-encoder pass: far too heavy for the event loop
+            found = await run_in_threadpool(
+                functools.partial(
+                    state.rerank_user,
+                    user_id,
+                    k,
+                    exclude_seen=params.exclude_seen,
+                    exclude_ids=params.exclude,
+                )
+            )
+        else:
+            found = state.recommend_user(
+                user_id, k, exclude_seen=params.exclude_seen, exclude_ids=params.exclude
+            )
         return _json({"user": user_id, "k": k, "items": _scored_json(found)})
 
     @app.post(
@@ -560,6 +578,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             items=state.n_items,
             users=state.n_users,
             index=state.index_report,
+            ranker=state.rerank is not None,
             database=database,
         )
         if not database:

@@ -58,6 +58,8 @@ from clrec.models.registry import load_model
 if TYPE_CHECKING:
     from clrec.encoders.image import ImageEncoder, ImageEncoderConfig
     from clrec.encoders.text import TextEncoder, TextEncoderConfig
+    from clrec.ranking.stage import Precision as RankerPrecision
+    from clrec.ranking.stage import RerankStage
 
 FORMAT = "clrec-artifact"
 FORMAT_VERSION = 1
@@ -72,6 +74,7 @@ CATALOGUE_FILE = "catalogue.parquet"
 SEEN_FILE = "seen.npz"
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
+RANKER_DIR = "ranker"  # the optional ranking stage (clrec.ranking.stage)
 
 EXPORTABLE = ("bpr", "lightgcn", "clrec")
 """Models that rank by ``user · item`` of stored vectors: what an artifact can serve."""
@@ -97,8 +100,18 @@ _TAG_HEADROOM = 64  # extra tag slots per alignment try (see Artifact._tag_vecto
 # ---------------------------------------------------------------------- export
 
 
-def export_artifact(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def export_artifact(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    ranker: str | Path | None = None,
+) -> Path:
     """Write the serving artifact of the run in ``run_dir`` to ``out_dir``; returns ``out_dir``.
+
+    ``ranker``: a ``clrec rank train`` folder trained on this run's candidates; its serving
+    form (:func:`clrec.ranking.stage.write_stage`) goes into ``ranker/`` and the service can
+    then re-rank with it.
 
     Refuses models without user and item vectors, a non-empty ``out_dir`` unless
     ``overwrite``, and an ``out_dir`` that is or holds the run itself. Everything is written
@@ -148,6 +161,7 @@ def export_artifact(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool
         sp.save_npz(staging / SEEN_FILE, seen)
         shutil.copytree(run / MODEL_DIR, staging / MODEL_DIR)
         shutil.copyfile(run / "config.yaml", staging / CONFIG_FILE)
+        stage = None if ranker is None else _ranker_stage(Path(ranker), run, dataset, staging)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -163,6 +177,7 @@ def export_artifact(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool
             "similarity": similarity,
             "content": content,
             "metrics": metrics.get("test", {}),
+            "ranker": stage,
             "files": {rel: _sha256(staging / rel) for rel in _artifact_files(staging)},
         }
         _write_json(staging / MANIFEST_FILE, manifest)  # last: its presence marks completion
@@ -171,6 +186,25 @@ def export_artifact(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _ranker_stage(ranker: Path, run: Path, dataset: Dataset, staging: Path) -> dict[str, Any]:
+    """Write the ranking stage into ``staging/ranker``; the ranker must come from this run."""
+    from clrec.ranking.pipeline import SETTINGS_FILE
+    from clrec.ranking.stage import write_stage
+
+    settings_path = ranker / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise ClrecError(
+            f"{ranker}: not a ranker folder (no {SETTINGS_FILE}); see clrec rank train"
+        )
+    trained_on = Path(json.loads(settings_path.read_text())["run"])
+    if trained_on.resolve() != run.resolve():
+        raise ClrecError(
+            f"{ranker}: the ranker was trained on {trained_on}'s candidates, not {run}'s; train "
+            "one on this run with clrec rank train"
+        )
+    return write_stage(ranker, dataset, staging / RANKER_DIR)
 
 
 def _check_run(run: Path) -> None:
@@ -520,6 +554,22 @@ class Artifact:
     def content_modalities(self) -> list[str]:
         """The content modalities the model reads (empty: it cannot embed new items)."""
         return list(self.manifest["content"].get("modalities", []))
+
+    @property
+    def has_ranker(self) -> bool:
+        """Whether the artifact carries a ranking stage (``clrec export --ranker``)."""
+        return bool(self.manifest.get("ranker"))
+
+    def rerank_stage(self, precision: RankerPrecision = "int8") -> RerankStage:
+        """The artifact's ranking stage, loaded (its base encoder read from its identity)."""
+        if not self.has_ranker:
+            raise ClrecError(
+                f"{self.root}: this artifact has no ranking stage; export it with "
+                "clrec export --ranker RANKER_DIR"
+            )
+        from clrec.ranking.stage import RerankStage
+
+        return RerankStage.load(self.root / RANKER_DIR, precision)
 
     # ------------------------------------------------------------------ scoring
     def score(self, user: int, candidates: np.ndarray | None = None) -> np.ndarray:

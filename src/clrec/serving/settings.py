@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -37,6 +38,8 @@ class ServiceSettings(BaseModel):
       are already in the model's scoring space (normalised for cosine models).
     * ``index_cache``: keep a built HNSW graph in ``data_dir/index-cache/`` and load it at
       the next start with the same artifact and index settings.
+    * ``ranker``: load the artifact's language-model ranking stage (when it has one) with int8
+      or float32 weights, or ``off``; requests opt in with ``rerank=true``.
     * ``max_k``: the largest k a request may ask for; ``rescore_margin``: how many extra
       candidates the index returns for the exact re-scoring of known users when the model
       scores more than the dot product (an EASE prior re-orders the index's candidates).
@@ -60,6 +63,7 @@ class ServiceSettings(BaseModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     verify_artifact: bool = True
     index_cache: bool = True
+    ranker: Literal["off", "int8", "float32"] = "int8"
     max_k: int = Field(default=100, ge=1, le=10_000)
     rescore_margin: int = Field(default=100, ge=0, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

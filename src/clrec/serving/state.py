@@ -40,7 +40,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.index import VectorIndex
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.store import Event, Store, StoredEvent, StoredItem, StoreError
+
+if TYPE_CHECKING:
+    from clrec.ranking.stage import RerankStage
 
 logger = logging.getLogger("clrec.serving")
 
@@ -161,6 +164,8 @@ class ServiceState:
         self._last_event = 0
         self._last_revision = 0
         self._last_sync = time.monotonic()
+        self.rerank: RerankStage | None = None  # the language-model ranking stage, if loaded
+        self._rerank_lock = threading.Lock()
         self.replay_report: dict[str, int] = {
             "items": 0,
             "reembedded_items": 0,
@@ -182,9 +187,12 @@ class ServiceState:
     # ------------------------------------------------------------------ start-up
     @classmethod
     def load(cls, settings: ServiceSettings, store: Store) -> ServiceState:
-        """Load and verify the artifact, build the index, measure it, replay the store."""
+        """Load and verify the artifact, build the index, measure it, replay the store, and
+        load the ranking stage when the artifact has one (unless ``settings.ranker`` is off)."""
         artifact = load_artifact(settings.artifact, verify=settings.verify_artifact)
         state = cls(settings, artifact, store)
+        if artifact.has_ranker and settings.ranker != "off":
+            state.rerank = artifact.rerank_stage(settings.ranker)
         state._measure_index()
         state._warm_up()
         state.sync()
@@ -380,6 +388,38 @@ class ServiceState:
                 query = self._history_vector(user_id)
                 rows, scores = self._candidates(query, k, excluded)
             return self._top(rows, scores, k)
+
+    def rerank_user(
+        self,
+        user_id: str,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        exclude_ids: Iterable[str] = (),
+    ) -> list[Scored]:
+        """Top ``k`` after the ranking stage: the retriever's top ``depth`` (at least ``k``)
+        re-ordered by the cross-encoder's click probability, which becomes the score. The
+        user's context is the one built at export for a user the run knew, else composed from
+        the titles of their recorded items."""
+        stage = self.rerank
+        if stage is None:
+            raise ClrecError(
+                "this service has no ranking stage: the artifact was exported without "
+                "--ranker, or the service runs with the ranker off"
+            )
+        candidates = self.recommend_user(
+            user_id, max(k, stage.depth), exclude_seen=exclude_seen, exclude_ids=exclude_ids
+        )
+        with self._lock:
+            titles = [self._titles[r] or "" for r in sorted(self._history.get(user_id, ()))]
+            texts = [stage.item_text(c.id, self._content.get(self._row[c.id])) for c in candidates]
+        context = stage.context(user_id, titles)
+        with self._rerank_lock:  # one forward pass at a time: torch uses every core already
+            probabilities = stage.scores(context, texts)  # (C,)
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [
+            Scored(candidates[i].id, float(probabilities[i]), candidates[i].title) for i in order
+        ]
 
     def recommend_anonymous(
         self, item_ids: Sequence[str], profile_text: str | None, k: int

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from clrec.errors import ClrecError
 from clrec.serving.app import create_app, required_scope
-from clrec.serving.artifact import Artifact, load_artifact
+from clrec.serving.artifact import Artifact, export_artifact, load_artifact
 from clrec.serving.index import IndexConfig
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.state import ServiceState
@@ -558,6 +559,54 @@ def test_hnsw_graph_is_cached_for_the_next_start(
         np.save(vectors, stored[::-1].copy())
     assert make_service(index=config).state.index_report["source"] == "built"
     assert make_service(index=config, index_cache=False).state.index_report["source"] == "built"
+
+
+# ---------------------------------------------------------------------- ranking stage
+
+
+def test_rerank_reorders_the_top_candidates_by_the_ranker(
+    make_service: ServiceFactory, ranked_artifact: Path, artifact: Artifact, cold: list[str]
+) -> None:
+    service = make_service(artifact=ranked_artifact, ranker="float32")
+    assert service.get("/readyz").json()["ranker"] is True
+    stage = service.state.rerank
+    assert stage is not None and stage.depth == 8
+    retrieved = service.recommended("u3", k=8)
+    response = service.get("/v1/users/u3/recommendations", k=5, rerank="true")
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    # the stage's own scores of the retriever's top 8, best first
+    expected = stage.scores(
+        stage.context("u3", []), [stage.item_text(i) for i in retrieved]
+    )  # (8,)
+    order = np.argsort(-expected, kind="stable")[:5]
+    assert [item["id"] for item in items] == [retrieved[i] for i in order]
+    for item, i in zip(items, order, strict=True):
+        assert item["score"] == pytest.approx(float(expected[i]), rel=1e-5)
+    assert stage.context("u3", []) == stage.contexts["u3"] != stage.empty_context
+    # an item written through the API is read from its fields
+    fields = _twin(artifact, cold[0], "Brand New")
+    service.put("/v1/items/brand-new", fields)
+    assert stage.item_text("brand-new", fields) == stage.template.render(fields, stage.item_fields)
+    assert "Brand New" in stage.item_text("brand-new", fields)
+    # the ranker off, or an artifact without one: a clear 422
+    off = make_service(artifact=ranked_artifact, data="off", ranker="off")
+    refused = off.get("/v1/users/u3/recommendations", rerank="true")
+    assert refused.status_code == 422 and "no ranking stage" in refused.json()["detail"]
+    assert off.get("/readyz").json()["ranker"] is False
+
+
+def test_a_ranker_of_another_run_is_refused(
+    ranked_artifact: Path, bpr_artifact: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ClrecError, match="trained on"):
+        export_artifact(
+            bpr_artifact.parent / "run-bpr",
+            tmp_path / "x",
+            ranker=ranked_artifact.parent / "ranker",
+        )
+    with pytest.raises(ClrecError, match="not a ranker folder"):
+        export_artifact(bpr_artifact.parent / "run-bpr", tmp_path / "y", ranker=tmp_path)
 
 
 # ---------------------------------------------------------------------- metrics, logs
