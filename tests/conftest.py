@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +64,12 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Any]]:
+    """``clrec serve`` processes a test started (:class:`live_server.Server`), stopped after."""
+    started: list[Any] = []
+    yield started
+    for server in started:
+        server.stop()

@@ -1,0 +1,175 @@
+"""Every route of the real service (``clrec serve`` in its own process, real HTTP) on an
+artifact trained on the bundled ml-latest-small: authentication and scopes, bad input, a
+known user's ranking equal to the model's own, cold-start users, similar items, a brand-new
+item recommendable at once, events changing recommendations, health, readiness, metrics and
+the OpenAPI schema."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clrec.config import RunConfig
+from clrec.experiment import run_experiment
+from clrec.serving.artifact import Artifact, export_artifact, load_artifact
+from clrec.serving.settings import default_database_url
+from live_server import Server, clrec_command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short tags-only clrec run on ml-latest-small (genres and user tags as content)."""
+    for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
+        pytest.importorskip(package, reason="the service needs the serve extra")
+    root = tmp_path_factory.mktemp("ml-small-service")
+    params: dict[str, Any] = {
+        "embedding_size": 32,
+        "content": {"modalities": ["tags"], "cache_dir": None},
+        "prior": "none",
+        "similarity": "cosine",
+        "epochs": 3,
+        "batch_size": 256,
+        "patience": 0,
+        "seed": 0,
+        "device": "cpu",
+        "num_threads": 2,
+        "progress": False,
+    }
+    config = RunConfig.from_mapping(
+        {
+            "data": {"name": "ml-latest-small", "min_rating": 3.5},
+            "split": {"scheme": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2020},
+            "model": {"name": "clrec", "params": params},
+            "evaluation": {"ks": [10], "progress": False},
+            "report": False,
+        }
+    )
+    run_experiment(config, root / "run")
+    return export_artifact(root / "run", root / "artifact")
+
+
+def test_every_route_on_ml_latest_small(
+    artifact_dir: Path, tmp_path: Path, servers: list[Server]
+) -> None:
+    art = load_artifact(artifact_dir)
+    db_url = default_database_url(tmp_path / "service")
+    tokens = {}
+    for scopes in ("read,write", "read", "write"):
+        created = subprocess.run(
+            [
+                *clrec_command(),
+                "keys",
+                "create",
+                "--db",
+                db_url,
+                "--name",
+                scopes,
+                "--scopes",
+                scopes,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        tokens[scopes] = created.stdout.strip()
+    both, reader, writer = tokens["read,write"], tokens["read"], tokens["write"]
+    server = Server(artifact_dir, db_url, tmp_path / "server.log")
+    servers.append(server)
+    get = server.request
+
+    # operations: public health and readiness, metrics behind a read key, the schema
+    assert get("GET", "/healthz") == (200, {"status": "ok"})
+    status, ready = get("GET", "/readyz")
+    assert status == 200 and ready["items"] == art.n_items and ready["users"] == art.n_users
+    assert ready["index"]["recall@10"] == 1.0 and ready["database"] is True
+    status, schema = get("GET", "/openapi.json")
+    assert status == 200 and "/v1/users/{user_id}/recommendations" in schema["paths"]
+
+    # authentication and scopes
+    user = art.user_ids[5]
+    route = f"/v1/users/{user}/recommendations?k=10"
+    assert get("GET", route)[0] == 401
+    assert get("GET", route, token="clrec_0123456789abcdef_wrong")[0] == 401
+    assert get("GET", route, token=writer)[0] == 403
+    assert get("POST", "/v1/events", [], token=reader)[0] == 403
+
+    # a known user gets the model's own top 10 over unseen items
+    status, body = get("GET", route, token=reader)
+    assert status == 200 and len(body["items"]) == 10
+    index = art.user_index[user]
+    scores = art.score(index)  # (I,)
+    scores[art.seen_items(index)] = -np.inf
+    expected = [art.item_ids[i] for i in np.argsort(-scores, kind="stable")[:10]]
+    assert [item["id"] for item in body["items"]] == expected
+    assert all(item["title"] for item in body["items"])
+
+    # bad input: k out of range, unknown user pointing to the cold-start route
+    assert get("GET", f"/v1/users/{user}/recommendations?k=0", token=reader)[0] == 422
+    assert get("GET", f"/v1/users/{user}/recommendations?k=101", token=reader)[0] == 422
+    status, body = get("GET", "/v1/users/no-such-user/recommendations", token=reader)
+    assert status == 404 and "POST /v1/recommendations" in body["detail"]
+    assert get("GET", "/v1/items/no-such-item/similar", token=reader)[0] == 404
+    assert get("POST", "/v1/recommendations", {"k": 5}, token=reader)[0] == 422
+
+    # cold start: a new user known by two liked items
+    liked = expected[:2]
+    status, body = get("POST", "/v1/recommendations", {"items": liked, "k": 5}, token=reader)
+    assert status == 200 and len(body["items"]) == 5
+    assert not set(liked) & {item["id"] for item in body["items"]}
+
+    # similar items: the nearest by the model's item vectors
+    item = expected[0]
+    status, body = get("GET", f"/v1/items/{item}/similar?k=3", token=reader)
+    assert (
+        status == 200 and len(body["items"]) == 3 and item not in [i["id"] for i in body["items"]]
+    )
+
+    # a brand-new item, written from content, is recommendable at once
+    twin = _catalogue_fields(art, item)
+    status, body = get("PUT", "/v1/items/brand-new?for_user=" + user, twin, token=writer)
+    assert status == 201 and body["created"] is True and body["placement"]["rank"] >= 1
+    status, body = get("GET", f"/v1/items/{item}/similar?k=1", token=reader)
+    assert body["items"][0]["id"] == "brand-new"  # same content, same vector
+    status, body = get(
+        "POST", "/v1/recommendations", {"items": ["brand-new"], "k": 3}, token=reader
+    )
+    assert status == 200 and item in [i["id"] for i in body["items"]]
+
+    # events: the user's clicked items leave their recommendations
+    clicked = [{"user": user, "item": i, "kind": "click"} for i in expected[:3]]
+    assert get("POST", "/v1/events", clicked, token=writer) == (200, {"recorded": 3})
+    status, body = get("GET", route, token=both)
+    assert status == 200 and not set(expected[:3]) & {i["id"] for i in body["items"]}
+    unknown = [{"user": user, "item": "never-heard-of-it", "kind": "click"}]
+    assert get("POST", "/v1/events", unknown, token=writer)[0] == 422
+
+    status, metrics = _metrics(server, reader)
+    assert status == 200
+    assert 'route="/v1/users/{user_id}/recommendations",status="200"' in metrics
+    assert "clrec_index_items" in metrics
+
+
+def _catalogue_fields(art: Artifact, item: str) -> dict[str, str]:
+    row = art.catalogue.iloc[art.item_index[item]]
+    return {
+        name: str(row[name])
+        for name in art.manifest["content"]["item_fields"]
+        if name in row and isinstance(row[name], str)
+    }
+
+
+def _metrics(server: Server, token: str) -> tuple[int, str]:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics", headers={"X-API-Key": token}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read().decode()
