@@ -103,13 +103,15 @@ def table(reports: list[dict[str, Any]]) -> str:
     lines = [
         "| run | retriever | fit / valid pairs | trainable | epochs run | train s | wall s "
         "| test AUC (hard negs) | acc | P | R | F1 | users | NDCG@10 retrieve → rerank "
-        "| Recall@10 retrieve → rerank | rerank 50 ms fp32 / int8 | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| NDCG@10 fused (RRF) | Recall@10 retrieve → rerank | rerank 50 ms fp32 / int8 "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         t, p, e, lat = r["training"], r["test_pairs"], r["end_to_end"], r["latency"]
         epochs = max((h.get("epoch", 0) for h in t["history"]), default=0)
-        change = e.get("ndcg@10_change")
+        change = e.get("rerank_ndcg@10_change")
+        fused = e.get("fused_ndcg@10")
         lines.append(
             f"| {r['name']} | {r.get('retriever', '?')} | {t['fit_pairs']:,} / "
             f"{t['validation_pairs']:,} | {100 * t['trainable_share']:.2f} % | {epochs} "
@@ -118,6 +120,7 @@ def table(reports: list[dict[str, Any]]) -> str:
             f"| {p['accuracy']:.3f} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} "
             f"| {e['users']} | {e['retrieve_ndcg@10']:.4f} → {e['rerank_ndcg@10']:.4f}"
             f"{'' if change is None else f' ({100 * change:+.1f} %)'} "
+            f"| {'–' if fused is None else f'{fused:.4f}'} "
             f"| {e['retrieve_recall@10']:.4f} → {e['rerank_recall@10']:.4f} "
             f"| {lat['float32_median_ms']:.0f} / {lat['int8_median_ms']:.0f} "
             f"| {r['peak_rss_mb']:,.0f} |"

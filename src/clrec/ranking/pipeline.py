@@ -10,7 +10,9 @@ run's test interactions, two ways:
   founding document's metrics), overall and on hard negatives alone;
 * end to end on the same sampled test users: NDCG@k and Recall@k of the retriever's top
   ``rerank_depth`` candidates re-ordered by the ranker, against the retriever's own order —
-  retrieve-only and retrieve → rerank share the candidates, so only the order differs.
+  retrieve-only and retrieve → rerank share the candidates, so only the order differs — and
+  of the two orders fused (reciprocal rank fusion), which keeps the retriever's
+  collaborative signal that a text-only ranker cannot see.
 
 It also times re-ranking ``rerank_depth`` candidates for one user (the service's budget), with
 float32 and int8 weights. User contexts are built from what precedes the labels: training
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 RANKER_DIR = "ranker"
 REPORT_FILE = "report.json"
 SETTINGS_FILE = "rank.json"
+RRF_OFFSET = 60  # reciprocal rank fusion's usual constant (Cormack et al., 2009)
 _LATENCY_USERS = 20  # users timed for the per-request re-rank latency
 
 
@@ -242,6 +245,7 @@ def _rerank_end_to_end(
     scores[rows, cols] = ranker.predict(queries, items)
     order = np.argsort(-scores, axis=1, kind="stable")  # (U, C)
     reranked = np.take_along_axis(candidates, order, axis=1)  # (U, C)
+    fused = np.take_along_axis(candidates, _rank_fusion(order), axis=1)  # (U, C)
 
     def hits(lists: np.ndarray) -> np.ndarray:
         return np.array(
@@ -249,15 +253,30 @@ def _rerank_end_to_end(
         )  # (U, C)
 
     result: dict[str, Any] = {"users": len(users), "depth": int(candidates.shape[1])}
-    for name, lists in (("retrieve", candidates), ("rerank", reranked)):
+    for name, lists in (("retrieve", candidates), ("rerank", reranked), ("fused", fused)):
         found = hits(lists)
         for k in settings.ks:
             result[f"{name}_ndcg@{k}"] = float(ndcg_at_k(found, n_relevant, k).mean())
             result[f"{name}_recall@{k}"] = float(recall_at_k(found, n_relevant, k).mean())
     for k in settings.ks:
         base = result[f"retrieve_ndcg@{k}"]
-        result[f"ndcg@{k}_change"] = (result[f"rerank_ndcg@{k}"] - base) / base if base else None
+        for name in ("rerank", "fused"):
+            change = (result[f"{name}_ndcg@{k}"] - base) / base if base else None
+            result[f"{name}_ndcg@{k}_change"] = change
     return result
+
+
+def _rank_fusion(ranker_order: np.ndarray, offset: int = RRF_OFFSET) -> np.ndarray:
+    """Reciprocal rank fusion of the retriever's order (the candidates' own order) and the
+    ranker's (``ranker_order[u]``: candidate positions best first): each candidate scores
+    ``1 / (offset + its retriever rank) + 1 / (offset + its ranker rank)``. Returns the fused
+    order as candidate positions ``(U, C)``, best first (ties keep the retriever's order)."""
+    n_users, depth = ranker_order.shape
+    ranker_rank = np.empty_like(ranker_order)  # (U, C) rank of each candidate position
+    np.put_along_axis(ranker_rank, ranker_order, np.arange(depth)[None, :], axis=1)
+    retriever_rank = np.broadcast_to(np.arange(depth)[None, :], (n_users, depth))
+    fused = 1.0 / (offset + retriever_rank + 1) + 1.0 / (offset + ranker_rank + 1)  # (U, C)
+    return np.argsort(-fused, axis=1, kind="stable")
 
 
 def _rerank_latency(

@@ -19,7 +19,7 @@ from clrec.errors import ClrecError
 from clrec.experiment import run_experiment
 from clrec.ranking.cross_encoder import CrossEncoderConfig
 from clrec.ranking.pairs import PairConfig
-from clrec.ranking.pipeline import RankerSettings, RunParts, train_ranker
+from clrec.ranking.pipeline import RankerSettings, RunParts, _rank_fusion, train_ranker
 from tiny_bert import make_tiny_bert
 
 pytest.importorskip("peft")
@@ -83,6 +83,7 @@ def test_train_and_evaluate_a_ranker_on_a_run(popularity_run: Path, tmp_path: Pa
         )
     # re-ranking the full depth only re-orders: recall over all 10 candidates is unchanged
     assert end["rerank_recall@10"] == pytest.approx(end["retrieve_recall@10"])
+    assert end["fused_recall@10"] == pytest.approx(end["retrieve_recall@10"])
     assert set(report["latency"]) >= {"float32_median_ms", "int8_median_ms"}
 
     saved = json.loads((tmp_path / "ranker" / "report.json").read_text())
@@ -103,3 +104,11 @@ def test_bad_inputs(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a clrec run folder" in result.output
     result = runner.invoke(app, ["rank", "evaluate", str(tmp_path)])
     assert result.exit_code == 1 and "not a ranker folder" in result.output
+
+
+def test_rank_fusion_by_hand() -> None:
+    # the ranker reverses the retriever's 3 candidates: positions 0 and 2 tie on the fused
+    # score (1/61 + 1/63), above position 1 (2/62); the tie keeps the retriever's order
+    assert _rank_fusion(np.array([[2, 1, 0]])).tolist() == [[0, 2, 1]]
+    # agreement changes nothing
+    assert _rank_fusion(np.array([[0, 1, 2, 3]])).tolist() == [[0, 1, 2, 3]]
