@@ -32,6 +32,7 @@ from clrec.evaluation.evaluator import SEGMENT_METRICS, EvaluationResult, Evalua
 from clrec.evaluation.metrics import paired_test
 from clrec.models.base import Recommender, Validator
 from clrec.models.registry import build_model, load_model
+from clrec.training.distributed import is_main
 
 
 def prepare_data(config: RunConfig, data_root: Path | None) -> Dataset:
@@ -62,15 +63,22 @@ def validation_scorer(evaluator: Evaluator, split: Split) -> Validator:
 def run_experiment(
     config: RunConfig, out: str | Path, data_root: Path | None = None
 ) -> dict[str, Any]:
-    """Fit and evaluate the configured model; write the run folder and return its metrics."""
+    """Fit and evaluate the configured model; write the run folder and return its metrics.
+
+    In a distributed run (see :mod:`clrec.training.distributed`) every rank prepares the data
+    and trains; rank 0 alone writes, evaluates and returns the metrics, the others ``{}``.
+    """
     run_dir = Path(out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_plain(), sort_keys=False))
+    main = is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_plain(), sort_keys=False))
     dataset = prepare_data(config, data_root)
     split = split_dataset(dataset, config.split)
     split.verify(dataset)
-    dataset.save(run_dir / "dataset")
-    split.save(run_dir / "split")
+    if main:
+        dataset.save(run_dir / "dataset")
+        split.save(run_dir / "split")
 
     model = build_model(config.model.name, config.model.params)
     evaluator = Evaluator(dataset, split.train, config.evaluation)
@@ -80,6 +88,8 @@ def run_experiment(
     started = time.perf_counter()
     model.fit(dataset.with_interactions(split.train), validator)
     fit_seconds = time.perf_counter() - started
+    if not main:
+        return {}
     model.save(run_dir / "model")
 
     results = _evaluate_and_write(run_dir, model, evaluator, split)

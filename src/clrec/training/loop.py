@@ -15,6 +15,16 @@ run gets a fresh budget). With a ``checkpoint_dir`` the loop writes a checkpoint
 the end of every epoch (model, optimiser, history, best state, counters; written to a
 temporary file and renamed, so a kill never leaves a half-written one) and, when one is
 there, resumes from it. With a ``log_dir`` every loss part and metric goes to TensorBoard.
+
+Under ``torchrun`` (a ``torch.distributed`` process group of more than one process, see
+:mod:`clrec.training.distributed`) the same call trains data-parallel with PyTorch's
+``DistributedDataParallel``: every rank builds the same epoch (hence the seeding above), takes
+batches ``rank, rank + world, ...`` of it and DDP averages the gradients before each step, so
+``world`` processes with batch size B follow one process whose batches are the concatenations
+of ``world`` consecutive batches (batch size ``world · B``) when the loss is a mean over the
+batch's examples; a loss with in-batch negatives (InfoNCE) still draws them from each rank's
+own batch of B. Rank 0 alone validates, writes checkpoints and logs and shows progress; its
+decisions reach the others, so all ranks stop together and end with the same (best) weights.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from clrec.errors import ClrecError
+from clrec.training import distributed
 
 BatchT = TypeVar("BatchT")
 logger = logging.getLogger(__name__)
@@ -111,14 +122,28 @@ def run_training(
     checkpoint; resuming from a checkpoint with another fingerprint is refused. With
     ``config.time_limit_minutes`` training stops after the first epoch (validated, checkpointed
     and logged as usual) that ends past the limit; ``stopped_by_time`` then says so.
+
+    In a process group of ``world > 1`` processes each epoch is cut into ``len // world``
+    rounds of ``world`` consecutive batches, rank ``r`` taking batch ``r`` of each round; the
+    last ``len % world`` batches are dropped so every rank takes the same number of steps
+    (they differ from epoch to epoch, as the seeded order does). ``validate`` runs on rank 0
+    only (the others never call it); loss parts are averaged over all ranks' batches.
     """
+    main = distributed.is_main()
     optimizer = build_optimizer(module.parameters(), config)
     result = TrainResult()
     state = _LoopState()
     checkpoint = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
-    if checkpoint is not None and checkpoint.is_file():
-        state = _resume(checkpoint, module, optimizer, result, fingerprint or {})
-    writer = _summary_writer(config.log_dir)
+    if checkpoint is not None:
+        # rank 0 reads the file; every rank applies the same payload
+        path = checkpoint
+        payload = distributed.run_on_main(
+            lambda: _read_checkpoint(path) if path.is_file() else None
+        )
+        if payload is not None:
+            state = _resume(payload, path, module, optimizer, result, fingerprint or {})
+    step = _Stepper(module, batch_loss)  # after resuming: DDP starts every rank from rank 0's
+    writer = _summary_writer(config.log_dir if main else None)
     # a checkpoint of a run that already stopped early: nothing left to train
     stopped = bool(config.patience) and state.bad_evaluations >= config.patience
     first_epoch = config.epochs + 1 if stopped else result.epochs_run + 1
@@ -126,7 +151,7 @@ def run_training(
     started = time.perf_counter()
     try:
         for epoch in range(first_epoch, config.epochs + 1):
-            entry = _train_epoch(module, optimizer, epoch, epoch_batches, batch_loss, config)
+            entry = _train_epoch(module, optimizer, epoch, epoch_batches, step, config)
             result.train_seconds += entry["seconds"]
             entry["train_seconds"] = result.train_seconds
             result.epochs_run = epoch
@@ -146,19 +171,21 @@ def run_training(
                     if key != "epoch":
                         writer.add_scalar(key, value, epoch)
                 writer.flush()
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 _save_checkpoint(checkpoint, module, optimizer, result, state, fingerprint or {})
             if stop:
                 break
-            elapsed = time.perf_counter() - started
-            if limit_seconds is not None and elapsed > limit_seconds and epoch < config.epochs:
-                result.stopped_by_time = True
-                _say(
-                    f"stopping after epoch {epoch}: the time limit of "
-                    f"{config.time_limit_minutes:g} minutes is spent ({elapsed:.1f} s)",
-                    config,
-                )
-                break
+            if limit_seconds is not None and epoch < config.epochs:
+                # rank 0's clock decides for everyone
+                elapsed = distributed.run_on_main(lambda: time.perf_counter() - started)
+                if elapsed > limit_seconds:
+                    result.stopped_by_time = True
+                    _say(
+                        f"stopping after epoch {epoch}: the time limit of "
+                        f"{config.time_limit_minutes:g} minutes is spent ({elapsed:.1f} s)",
+                        config,
+                    )
+                    break
     finally:
         if writer is not None:
             writer.close()
@@ -166,6 +193,47 @@ def run_training(
         module.load_state_dict(state.best_state)
     module.eval()
     return result
+
+
+class _BatchLossModule(nn.Module):
+    """``forward(batch)`` is the model's ``batch_loss(batch)``: the handle DDP needs.
+
+    DDP synchronises gradients only for computations that run through the wrapped module's
+    ``forward`` (that is where it prepares its reducer for the coming backward). Models here
+    compute losses through their own methods, not ``module.forward``, so wrapping ``module``
+    itself would train each rank alone; wrapping this module, whose only child is ``module``
+    and whose forward is the closure, puts every batch loss through DDP unchanged.
+    """
+
+    def __init__(
+        self, module: nn.Module, batch_loss: Callable[[Any], tuple[Tensor, dict[str, float]]]
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.batch_loss = batch_loss
+
+    def forward(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
+        return self.batch_loss(batch)
+
+
+class _Stepper:
+    """One batch's loss, through DDP in a process group of more than one process."""
+
+    def __init__(
+        self, module: nn.Module, batch_loss: Callable[[BatchT], tuple[Tensor, dict[str, float]]]
+    ) -> None:
+        self.batch_loss: Callable[[Any], tuple[Tensor, dict[str, float]]] = batch_loss
+        if distributed.is_distributed():
+            # Broadcasts rank 0's parameters and buffers now (every rank starts from them),
+            # then averages gradients in backward. Batches of another kind may leave some
+            # parameters out of the graph (a contrastive batch vs a supervised one): DDP
+            # finds those each step; one untouched on every rank keeps ``grad = None``.
+            self.batch_loss = nn.parallel.DistributedDataParallel(
+                _BatchLossModule(module, batch_loss), find_unused_parameters=True
+            )
+
+    def __call__(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
+        return self.batch_loss(batch)
 
 
 @dataclass
@@ -179,29 +247,36 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     epoch: int,
     epoch_batches: Callable[[int], Iterable[BatchT]],
-    batch_loss: Callable[[BatchT], tuple[Tensor, dict[str, float]]],
+    step: _Stepper,
     config: LoopConfig,
 ) -> dict[str, float]:
-    """One pass over ``epoch_batches(epoch)``; the mean of every loss part."""
+    """One pass over ``epoch_batches(epoch)`` (this rank's share); the mean of every loss part
+    over all ranks' batches."""
     module.train()
     started = time.perf_counter()
     batches = epoch_batches(epoch)
+    parallel = distributed.is_distributed()
+    if parallel:
+        batches = _my_batches(list(batches), epoch)
+    main = distributed.is_main()
     bar = tqdm(
         batches,
         desc=f"epoch {epoch}",
         unit="batch",
         leave=False,
-        disable=not config.progress,
+        disable=not (config.progress and main),
         total=len(batches) if isinstance(batches, Sized) else None,
     )
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for batch in bar:
-        loss, parts = batch_loss(batch)
-        if not torch.isfinite(loss):
+        loss, parts = step(batch)
+        # every rank must see a bad loss, or the others would wait in backward forever
+        checked = distributed.mean_over_ranks(loss) if parallel else loss
+        if not torch.isfinite(checked):
             raise ClrecError(
-                f"the training loss became {float(loss.detach())} in epoch {epoch}; lower the "
-                "learning rate or the contrastive temperature"
+                f"the training loss became {float(checked.detach())} in epoch {epoch}; lower "
+                "the learning rate or the contrastive temperature"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -209,9 +284,34 @@ def _train_epoch(
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
+    if parallel:  # every rank's sums, merged in rank order: the same entry on every rank
+        gathered = distributed.all_gather_objects((sums, counts))
+        sums, counts = {}, {}
+        for rank_sums, rank_counts in gathered:
+            for key, value in rank_sums.items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + rank_counts[key]
     entry = {"epoch": float(epoch), "seconds": time.perf_counter() - started}
     entry.update({key: sums[key] / counts[key] for key in sums})
     return entry
+
+
+def _my_batches(batches: list[BatchT], epoch: int) -> list[BatchT]:
+    """This rank's share of one epoch: batch ``i`` goes to rank ``i % world``; the tail that
+    does not fill a round is dropped so every rank takes the same number of steps."""
+    size = distributed.world()[1]
+    lengths = distributed.all_gather_objects(len(batches))
+    if len(set(lengths)) > 1:
+        raise ClrecError(
+            f"epoch {epoch} has {', '.join(map(str, lengths))} batches on ranks "
+            f"0..{size - 1}; every rank must build the same epoch (seed it by (seed, epoch))"
+        )
+    if len(batches) < size:
+        raise ClrecError(
+            f"epoch {epoch} has {len(batches)} batch(es), fewer than the {size} processes "
+            "training it; lower the batch size or start fewer processes"
+        )
+    return distributed.shard(batches, equal=True)
 
 
 def _evaluate(
@@ -226,7 +326,7 @@ def _evaluate(
     """Validate, keep the best state; ``True`` when patience has run out."""
     module.eval()
     started = time.perf_counter()
-    metrics = validate()
+    metrics = distributed.run_on_main(validate)  # rank 0 validates; all ranks keep the books
     entry["eval_seconds"] = time.perf_counter() - started
     if config.metric not in metrics:
         raise ClrecError(
@@ -253,7 +353,10 @@ def _report(entry: dict[str, float], config: LoopConfig) -> None:
 
 
 def _say(line: str, config: LoopConfig) -> None:
-    """``line`` to the ``logging`` log (INFO) and, with progress bars, to the display."""
+    """``line`` to the ``logging`` log (INFO) and, with progress bars, to the display
+    (rank 0 only in a distributed run)."""
+    if not distributed.is_main():
+        return
     logger.info(line)
     if config.progress:
         tqdm.write(line)
@@ -281,13 +384,8 @@ def _save_checkpoint(
     os.replace(temporary, path)
 
 
-def _resume(
-    path: Path,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    result: TrainResult,
-    fingerprint: dict[str, Any],
-) -> _LoopState:
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's payload (CPU tensors), checked to be a clrec checkpoint."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a foreign or damaged file: say which
@@ -295,6 +393,17 @@ def _resume(
     keys = {"fingerprint", "module", "optimizer", "result", "best_state", "bad_evaluations"}
     if not isinstance(payload, dict) or not keys <= payload.keys():
         raise ClrecError(f"{path}: not a clrec checkpoint (a file of another kind)")
+    return payload
+
+
+def _resume(
+    payload: dict[str, Any],
+    path: Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    result: TrainResult,
+    fingerprint: dict[str, Any],
+) -> _LoopState:
     if payload["fingerprint"] != fingerprint:
         raise ClrecError(
             f"{path}: the checkpoint belongs to another model or data set; remove it or use "
