@@ -1,16 +1,17 @@
 """The ``clrec`` command line: each command parses options, builds a config, calls the library.
 
 This module and the service entry point are the only places that read the environment
-(``CLREC_DATA``, the data root).
+(``CLREC_DATA``, the data root; under ``torchrun``, its ``WORLD_SIZE`` and ``LOCAL_RANK``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
@@ -67,6 +68,29 @@ def _data_root() -> Path | None:
     return default_data_root(os.environ.get("CLREC_DATA"))
 
 
+@contextlib.contextmanager
+def _torchrun_group() -> Iterator[None]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) join its process group for the command, so the
+    training loop runs data-parallel (gloo on CPU, NCCL on GPUs); otherwise do nothing."""
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise ClrecError(
+            "WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them)"
+        ) from None
+    if world_size <= 1:
+        yield
+        return
+    from clrec.training.distributed import init_from_torchrun, shutdown
+
+    init_from_torchrun(local_rank=local_rank)
+    try:
+        yield
+    finally:
+        shutdown()
+
+
 def _print_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
 
@@ -109,7 +133,8 @@ def run_command(
         split=SplitConfig(scheme=_scheme(scheme), seed=seed),
         model=ModelConfig(name=model),
     )
-    _run_and_print(config, out)
+    with _torchrun_group():
+        _run_and_print(config, out)
 
 
 @app.command("train")
@@ -122,10 +147,15 @@ def train_command(
         typer.Option("--set", help="Override a config key: --set model.params.reg_weight=500"),
     ] = None,
 ) -> None:
-    """Fit and evaluate the model a config describes; write metrics, summary and report."""
+    """Fit and evaluate the model a config describes; write metrics, summary and report.
+
+    Under ``torchrun --nproc_per_node N`` the N processes train data-parallel and rank 0
+    alone evaluates, writes the run folder and prints."""
     from clrec.config import RunConfig
 
-    _run_and_print(RunConfig.from_yaml(config_path, overrides or []), out)
+    config = RunConfig.from_yaml(config_path, overrides or [])
+    with _torchrun_group():
+        _run_and_print(config, out)
 
 
 @app.command("tune")
@@ -528,8 +558,11 @@ def models_command() -> None:
 
 def _run_and_print(config: RunConfig, out: Path) -> None:
     from clrec.experiment import run_experiment
+    from clrec.training.distributed import is_main
 
     results = run_experiment(config, out, _data_root())
+    if not is_main():  # another rank of a distributed run: rank 0 reports
+        return
     summary = results["dataset"]
     typer.echo(
         f"{summary['name']}: {summary['users']:,} users, {summary['items']:,} items, "
@@ -707,3 +740,34 @@ def export_command(
 
     for path in export_run(run_dir, fmt, out, name):
         typer.echo(f"wrote {path}")
+
+
+@app.command("robustness")
+@_user_errors
+def robustness_command(
+    config_path: Annotated[Path, typer.Argument(help="Run config (YAML).", metavar="CONFIG")],
+    out: Annotated[Path, typer.Option(help="Folder for robustness.json and one run per rate.")],
+    rates: Annotated[
+        str, typer.Option(help="Fake interactions as shares of the train part.")
+    ] = "0.05,0.1,0.2",
+    seed: Annotated[int, typer.Option(help="Seed of the fake interactions.")] = 2020,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set model.params.epochs=50"),
+    ] = None,
+) -> None:
+    """Noise curve: fit the config's model clean and with random fake training interactions
+    added at each rate; report test metrics and the NDCG@10 lost against the clean fit."""
+    from clrec.config import RunConfig
+    from clrec.evaluation.robustness import RESULT_NAME, NoiseConfig, noise_curve, parse_rates
+
+    config = RunConfig.from_yaml(config_path, overrides or [])
+    noise = NoiseConfig(rates=parse_rates(rates), seed=seed)
+    result = noise_curve(config, noise, _data_root(), out)
+    metric = result["metric"]
+    for run in result["runs"]:
+        typer.echo(
+            f"{result['model']} noise {run['rate']:>5.0%} ({run['fake_interactions']:,} fake): "
+            f"test {metric} {run['test'][metric]:.4f}, drop {run['drop']:+.1%}"
+        )
+    typer.echo(f"wrote {out / RESULT_NAME}")

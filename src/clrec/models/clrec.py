@@ -21,13 +21,16 @@ cross-user (two users of one item) mixed by the document's ``α``; content–beh
 alignment (an item's ID side vs its content side); augmentation (SimGCL noise views); and a
 social view (friends) when the data has a user graph. ``contrastive_mode`` ``joint`` adds the
 contrastive terms to every batch; ``separate`` gives them their own batches, a
-``contrastive_share`` of each epoch.
+``contrastive_share`` of each epoch. With ``adversarial_eps`` > 0 the supervised loss is also
+paid at adversarially perturbed user and item vectors (APR, :mod:`clrec.training.adversarial`);
+the contrastive terms are left as they are.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -58,6 +61,7 @@ from clrec.models.ease import EASE
 from clrec.models.fusion import FusionKind, ModalityFusion
 from clrec.models.lightgcn import normalized_adjacency, propagate, to_torch_csr
 from clrec.models.mf import resolve_device
+from clrec.training.adversarial import adversarial_loss, check_adversarial
 from clrec.training.loop import LoopConfig, run_training
 from clrec.training.pairs import ContrastivePairSampler, FriendPairs
 from clrec.training.sampling import NegativeSampler
@@ -115,6 +119,10 @@ class ClrecConfig:
     )
     l2_weight: float = 0.0
     noise_eps: float = 0.1
+    # APR adversarial training (clrec.training.adversarial): the supervised loss is also paid
+    # at the scored vectors moved eps (per row) the worst way, times the weight; 0 = off
+    adversarial_eps: float = 0.0
+    adversarial_weight: float = 1.0
     contrastive_mode: Literal["joint", "separate"] = "joint"
     contrastive_share: float = 0.3
     # optimisation
@@ -167,6 +175,7 @@ class ClrecConfig:
                 raise ClrecError(f"clrec model: {message}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ClrecError(f"num_threads must be at least 1, got {self.num_threads}")
+        check_adversarial(self.adversarial_eps, self.adversarial_weight)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ClrecError(f"seed must be an integer ≥ 0, got {self.seed!r}")
 
@@ -780,41 +789,66 @@ class _TrainingPlan:
     def _supervised(
         self, users: np.ndarray, users_all: Tensor, items_all: Tensor, rng: np.random.Generator
     ) -> Tensor:
+        """The batch's supervised loss; with ``adversarial_eps`` > 0 plus the APR term: the
+        same loss on the scored vectors moved by their worst-case step (per row, norm eps)."""
+        config = self.config
+        u = torch.as_tensor(users, device=self.device)
+        user_vectors = self._similarity_space(users_all[u])  # (B, D)
+        items_space = self._similarity_space(items_all)  # (I, D)
+        loss_of = self._supervised_loss(users, rng)
+        loss = loss_of(user_vectors, items_space)
+        if config.adversarial_eps > 0:
+            vectors = (user_vectors, items_space)
+            attacked = adversarial_loss(loss_of, vectors, config.adversarial_eps, clean=loss)
+            loss = loss + config.adversarial_weight * attacked
+        return loss
+
+    def _supervised_loss(
+        self, users: np.ndarray, rng: np.random.Generator
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        """The supervised loss of ``users`` as a function of their ``(B, D)`` vectors and the
+        ``(I, D)`` item vectors (similarity space); targets and negatives are drawn here, once,
+        so an adversarial second evaluation sees the same ones."""
         config = self.config
         rows = self.matrix[users]
         row_index, item_index = rows.nonzero()
-        u = torch.as_tensor(users, device=self.device)
-        user_vectors = self._similarity_space(users_all[u])  # (B, D)
+        pair_rows = torch.as_tensor(row_index, device=self.device)  # (P,) index into the batch
+        positives = torch.as_tensor(item_index, device=self.device)  # (P,)
+        tau = config.temperature
         if config.supervised == "softmax":
-            logits = user_vectors @ self._similarity_space(items_all).T  # (B, I)
-            return catalogue_softmax_loss(
-                logits,
-                torch.as_tensor(row_index, device=self.device),
-                torch.as_tensor(item_index, device=self.device),
-                config.temperature,
-            )
-        pair_users = users[row_index]
-        positives = torch.as_tensor(item_index, device=self.device)
-        pair_vectors = user_vectors[torch.as_tensor(row_index, device=self.device)]  # (P, D)
-        items_space = self._similarity_space(items_all)
-        positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+
+            def softmax(user_vectors: Tensor, items_space: Tensor) -> Tensor:
+                logits = user_vectors @ items_space.T  # (B, I)
+                return catalogue_softmax_loss(logits, pair_rows, positives, tau)
+
+            return softmax
         if config.supervised == "mse":
             assert self.ratings is not None
             targets = np.asarray(self.ratings[users][row_index, item_index]).ravel()
-            # the predicted rating is the score the model serves: similarity / temperature
-            predictions = positive_scores / config.temperature
-            return mse_loss(predictions, torch.as_tensor(targets, device=self.device))
+            target = torch.as_tensor(targets, device=self.device)  # (P,)
+
+            def mse(user_vectors: Tensor, items_space: Tensor) -> Tensor:
+                pair_vectors = user_vectors[pair_rows]  # (P, D)
+                positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+                # the predicted rating is the score the model serves: similarity / temperature
+                return mse_loss(positive_scores / tau, target)
+
+            return mse
         assert self.negatives is not None
         self.negatives.rng = rng
-        sampled = torch.as_tensor(self.negatives.sample(pair_users), device=self.device)
-        negative_scores = (pair_vectors * items_space[sampled]).sum(dim=1)  # (P,)
-        if config.supervised == "bpr":
-            return bpr_loss(
-                positive_scores / config.temperature, negative_scores / config.temperature
-            )
-        scores = torch.cat([positive_scores, negative_scores]) / config.temperature
-        labels = torch.cat([torch.ones_like(positive_scores), torch.zeros_like(negative_scores)])
-        return bce_loss(scores, labels)
+        sampled = torch.as_tensor(self.negatives.sample(users[row_index]), device=self.device)
+
+        def sampled_loss(user_vectors: Tensor, items_space: Tensor) -> Tensor:
+            pair_vectors = user_vectors[pair_rows]  # (P, D)
+            positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+            negative_scores = (pair_vectors * items_space[sampled]).sum(dim=1)  # (P,)
+            if config.supervised == "bpr":
+                return bpr_loss(positive_scores / tau, negative_scores / tau)
+            scores = torch.cat([positive_scores, negative_scores]) / tau  # (2P,)
+            ones, zeros = torch.ones_like(positive_scores), torch.zeros_like(negative_scores)
+            return bce_loss(scores, torch.cat([ones, zeros]))
+
+        return sampled_loss
 
     def _contrastive(
         self,

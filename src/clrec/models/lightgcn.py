@@ -10,6 +10,10 @@ number of epochs reaches RecBole's quality with ~8× fewer propagations. ``Â`` 
 so the backward pass is ``Â · grad`` again, done with the same CSR kernel as the forward
 (a custom autograd function; torch's generic sparse backward is slower). Final embeddings
 are cached for scoring and recomputed after training.
+
+Adversarial training (``adversarial_eps`` > 0, APR) perturbs the batch's propagated (final)
+vectors, the ones that are scored: the attack costs no second propagation, and its gradient
+still reaches layer 0 through the graph.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class LightGCN(EmbeddingRecommender):
         device: str | None = None,
         num_threads: int | None = None,
         progress: bool = True,
+        adversarial_eps: float = 0.0,
+        adversarial_weight: float = 1.0,
     ) -> None:
         if n_layers < 0:
             raise ClrecError(f"n_layers must be ≥ 0, got {n_layers}")
@@ -134,6 +140,8 @@ class LightGCN(EmbeddingRecommender):
             device=device,
             num_threads=num_threads,
             progress=progress,
+            adversarial_eps=adversarial_eps,
+            adversarial_weight=adversarial_weight,
         )
         self.n_layers = n_layers
         self.adjacency: Tensor | None = None  # (U + I, U + I) sparse CSR, set by fit
@@ -162,10 +170,9 @@ class LightGCN(EmbeddingRecommender):
     def batch_loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
         tables = self._tables()
         user_final, item_final = self.final_embeddings()  # one propagation per batch
-        loss: Tensor = self.loss(
+        return self.ranking_loss(
             user_final[users],  # (B, D)
             item_final[positives],  # (B, D)
             item_final[negatives],  # (B, D)
             reg_embeddings=(tables.user[users], tables.item[positives], tables.item[negatives]),
         )
-        return loss

@@ -4,7 +4,8 @@
 item embedding table, seeded initialisation, the call into the shared trainer, scoring by
 ``user · item`` of cached final embeddings, and save / load. A subclass says how the final
 embeddings come from the tables (:meth:`~EmbeddingRecommender.final_embeddings`) and what
-one batch's loss is (:meth:`~EmbeddingRecommender.batch_loss`).
+one batch's loss is (:meth:`~EmbeddingRecommender.batch_loss`), built on
+:meth:`~EmbeddingRecommender.ranking_loss` (BPR + L2, plus the optional APR adversarial term).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.losses.bpr import BPRLoss
 from clrec.models.base import Recommender, Validator
+from clrec.training.adversarial import adversarial_loss, check_adversarial
 from clrec.training.sampling import NegativeSampler
 from clrec.training.trainer import TrainerConfig, train_pairwise
 
@@ -63,7 +65,10 @@ class EmbeddingRecommender(Recommender):
     epoch that ends past ``time_limit_minutes`` of training (None = no limit); ``init_std`` of
     the normal initialisation; ``seed`` for initialisation and sampling; ``device`` (None → CUDA
     if available, else CPU); ``num_threads`` torch CPU threads while fitting (None → leave
-    torch's setting); ``progress`` bars.
+    torch's setting); ``progress`` bars. ``adversarial_eps`` > 0 turns on adversarial
+    training (APR, :mod:`clrec.training.adversarial`): every batch also pays
+    ``adversarial_weight`` × the BPR loss of its scored vectors moved ``adversarial_eps``
+    (per row) in the direction that increases that loss; 0 = off, training unchanged.
     """
 
     def __init__(
@@ -82,6 +87,8 @@ class EmbeddingRecommender(Recommender):
         device: str | None,
         num_threads: int | None,
         progress: bool,
+        adversarial_eps: float,
+        adversarial_weight: float,
     ) -> None:
         if embedding_size < 1:
             raise ClrecError(f"embedding_size must be at least 1, got {embedding_size}")
@@ -93,6 +100,7 @@ class EmbeddingRecommender(Recommender):
             raise ClrecError(f"num_threads must be at least 1, got {num_threads}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ClrecError(f"seed must be an integer ≥ 0, got {seed!r}")
+        check_adversarial(adversarial_eps, adversarial_weight)
         self.trainer_config = TrainerConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -115,7 +123,10 @@ class EmbeddingRecommender(Recommender):
         self.device = device
         self.num_threads = num_threads
         self.progress = progress
+        self.adversarial_eps = adversarial_eps
+        self.adversarial_weight = adversarial_weight
         self.loss = BPRLoss(reg_weight)
+        self._ranking_only = BPRLoss()  # the adversary attacks the ranking part, not L2
         self.tables: EmbeddingTables | None = None
         self.best_epoch = 0
         self.stopped_by_time = False  # the time limit ended the last fit early
@@ -135,6 +146,23 @@ class EmbeddingRecommender(Recommender):
     def prepare(self, train: Dataset, device: torch.device) -> None:
         """Build whatever beyond the tables the model needs from ``train`` (e.g. a graph)."""
 
+    def ranking_loss(
+        self,
+        users: Tensor,
+        positives: Tensor,
+        negatives: Tensor,
+        reg_embeddings: tuple[Tensor, ...] | None = None,
+    ) -> Tensor:
+        """BPR + L2 of ``(B, D)`` scored vectors; with ``adversarial_eps`` > 0 plus the APR
+        term ``adversarial_weight · BPR(vectors + Δ)`` (Δ: worst-case step of norm eps)."""
+        loss: Tensor = self.loss(users, positives, negatives, reg_embeddings=reg_embeddings)
+        if self.adversarial_eps > 0:
+            attacked = adversarial_loss(
+                self._ranking_only, (users, positives, negatives), self.adversarial_eps
+            )
+            loss = loss + self.adversarial_weight * attacked
+        return loss
+
     def params(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready (what :meth:`save` writes)."""
         return {
@@ -151,6 +179,8 @@ class EmbeddingRecommender(Recommender):
             "device": self.device,
             "num_threads": self.num_threads,
             "progress": self.progress,
+            "adversarial_eps": self.adversarial_eps,
+            "adversarial_weight": self.adversarial_weight,
         }
 
     # ------------------------------------------------------------------ the contract
@@ -277,6 +307,8 @@ class BPRMF(EmbeddingRecommender):
         device: str | None = None,
         num_threads: int | None = None,
         progress: bool = True,
+        adversarial_eps: float = 0.0,
+        adversarial_weight: float = 1.0,
     ) -> None:
         super().__init__(
             embedding_size=embedding_size,
@@ -292,6 +324,8 @@ class BPRMF(EmbeddingRecommender):
             device=device,
             num_threads=num_threads,
             progress=progress,
+            adversarial_eps=adversarial_eps,
+            adversarial_weight=adversarial_weight,
         )
 
     def final_embeddings(self) -> tuple[Tensor, Tensor]:
@@ -300,5 +334,8 @@ class BPRMF(EmbeddingRecommender):
 
     def batch_loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
         tables = self._tables()
-        loss: Tensor = self.loss(tables.user[users], tables.item[positives], tables.item[negatives])
-        return loss
+        return self.ranking_loss(
+            tables.user[users],  # (B, D)
+            tables.item[positives],  # (B, D)
+            tables.item[negatives],  # (B, D)
+        )
