@@ -7,11 +7,15 @@ application's lifespan (``uvicorn`` starts answering only after that). Routes::
     GET  /v1/users/{user_id}/recommendations?k=&exclude_seen=&exclude=   read
     POST /v1/recommendations          {items, profile_text, k}: cold-start users     read
     GET  /v1/items/{item_id}/similar?k=                                              read
+    GET  /v1/users?prefix=&limit=     known user ids (the browser page's search)     read
+    GET  /v1/users/{user_id}/history?limit=   the items the user interacted with     read
     PUT  /v1/items/{item_id}?for_user=  {field: text, ...}: add or re-embed an item  write
     POST /v1/events                   [{user, item, kind, value?, ts?}, ...]         write
     GET  /healthz                     liveness                                       -
     GET  /readyz                      artifact, index and database ready             -
     GET  /metrics                     Prometheus text                                read
+    GET  /ui/                         the browser page (static files, no data)       -
+    GET  /report                      the run's evaluation report (HTML), if any     -
 
 Status codes: 401 without a valid key, 403 without the scope, 404 for an unknown user or
 item, 413 for a body over ``max_body_bytes``, 422 for bad input (including what the model
@@ -39,13 +43,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -62,6 +68,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clrec.encoders.privacy import PrivacyMasker
 from clrec.errors import ClrecError
+from clrec.serving.artifact import REPORT_FILE
 from clrec.serving.security import Authorization, BodySizeLimit, Security
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.state import NotFoundError, Scored, ServiceState
@@ -72,6 +79,24 @@ SETTINGS_ENV = "CLREC_SERVE_SETTINGS"
 
 access_log = logging.getLogger("clrec.serving.access")
 logger = logging.getLogger("clrec.serving")
+
+PAGE_PATH = "/ui"
+"""Where the browser page (``static/``) is served; ``GET /`` redirects there."""
+STATIC_DIR = FilePath(__file__).parent / "static"
+REPORT_PATH = "/report"
+# The page runs only its own files and talks only to this service; the report has no scripts.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https: http:; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_REPORT_HEADERS = {
+    **_PAGE_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+}
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _UNMATCHED = "<unmatched>"
@@ -143,6 +168,27 @@ class ItemWritten(BaseModel):
     placement: PlacementOut | None = None
 
 
+class HistoryItem(BaseModel):
+    """One item a user interacted with: ``trained`` (the run's data set) or ``events``."""
+
+    id: str
+    title: str | None = None
+    image: str | None = Field(default=None, description="an image URL, when the catalogue has one")
+    source: Literal["trained", "events"]
+
+
+class UserHistory(BaseModel):
+    user: str
+    total: int = Field(description="how many items the user interacted with")
+    items: list[HistoryItem]
+
+
+class UserList(BaseModel):
+    prefix: str
+    total: int = Field(description="how many known users match the prefix")
+    users: list[str]
+
+
 class EventIn(BaseModel):
     """One interaction: ``ts`` is an ISO datetime or epoch seconds (default: now, UTC)."""
 
@@ -171,6 +217,11 @@ class Readiness(BaseModel):
     index: dict[str, Any] | None = None
     ranker: bool = False
     database: bool = False
+    item_fields: dict[str, str] | None = Field(
+        default=None,
+        description="the catalogue's fields and their kinds (text, tags, category, image, "
+        "number, other): what PUT /v1/items/{item_id} accepts",
+    )
 
 
 class ErrorMessage(BaseModel):
@@ -480,6 +531,46 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         found = state.similar_items(item_id, k)
         return _json({"item": item_id, "k": k, "items": _scored_json(found)})
 
+    Limit = Annotated[int, Query(ge=1, le=1000, description="most entries to return")]
+
+    @app.get(
+        "/v1/users",
+        response_model=UserList,
+        tags=["users"],
+        responses=_responses(*_PROTECTED),
+    )
+    def find_users(
+        state: State,
+        prefix: Annotated[str, Query(max_length=256, description="the ids' common start")] = "",
+        limit: Limit = 20,
+    ) -> UserList:
+        """Known user ids (trained, or known by recorded events) that start with ``prefix``:
+        the browser page's user search."""
+        users, total = state.find_users(prefix, limit)
+        return UserList(prefix=prefix, total=total, users=users)
+
+    @app.get(
+        "/v1/users/{user_id}/history",
+        response_model=UserHistory,
+        tags=["users"],
+        responses=_responses(*_PROTECTED, 404),
+    )
+    def user_history(
+        state: State,
+        user_id: Annotated[str, Path(min_length=1, max_length=256)],
+        limit: Limit = 50,
+    ) -> UserHistory:
+        """The items a known user interacted with: recorded events first, then the run's own
+        interactions (the artifact keeps no time order)."""
+        entries, total = state.user_history(user_id, limit)
+        return UserHistory(
+            user=user_id,
+            total=total,
+            items=[
+                HistoryItem(id=e.id, title=e.title, image=e.image, source=e.source) for e in entries
+            ],
+        )
+
     @app.put(
         "/v1/items/{item_id}",
         response_model=ItemWritten,
@@ -580,6 +671,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             index=state.index_report,
             ranker=state.rerank is not None,
             database=database,
+            item_fields=_item_fields(state),
         )
         if not database:
             return JSONResponse(ready.model_dump(), status_code=503)
@@ -595,18 +687,44 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Prometheus metrics of this process (a read key is required)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/", include_in_schema=False)
+    async def page_redirect() -> RedirectResponse:
+        """The browser page."""
+        return RedirectResponse(f"{PAGE_PATH}/", status_code=307)
+
+    @app.api_route(REPORT_PATH, methods=["GET", "HEAD"], include_in_schema=False)
+    async def evaluation_report(request: Request) -> Response:
+        """The loaded artifact's evaluation report (the run's ``report.html``: aggregate
+        metrics, plots and the run's config, no scripts); 404 when it was exported without
+        one. Public, like ``/readyz``: it holds no user's data."""
+        state = await _service(request)
+        path = state.artifact.root / REPORT_FILE
+        if not path.is_file():
+            raise HTTPException(
+                404,
+                "this artifact has no evaluation report: export a run that wrote report.html "
+                "(run config report: true)",
+            )
+        return FileResponse(path, media_type="text/html", headers=_REPORT_HEADERS)
+
+    app.mount(PAGE_PATH, _PageFiles(directory=STATIC_DIR, html=True), name="page")
     return app
 
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
-"""Paths answered without an API key: liveness, readiness and the API's documentation."""
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc", "/", PAGE_PATH, REPORT_PATH}
+)
+"""Paths answered without an API key: liveness, readiness, the API's documentation, the
+browser page (static files that hold no data: the API calls it makes carry the key its user
+types in) and the evaluation report (aggregate metrics only)."""
 
 
 def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs: None for :data:`PUBLIC_PATHS`; ``read`` to read (GET, and
-    the cold-start query, which only reads); ``write`` for every other method. Anything not
-    listed as public needs a key, unknown paths included (they answer 401, not 404)."""
-    if path in PUBLIC_PATHS or path.startswith("/docs/"):
+    """The scope a request needs: None for :data:`PUBLIC_PATHS` and the page's files under
+    ``/ui/``; ``read`` to read (GET, and the cold-start query, which only reads); ``write``
+    for every other method. Anything not listed as public needs a key, unknown paths included
+    (they answer 401, not 404)."""
+    if path in PUBLIC_PATHS or path.startswith(("/docs/", f"{PAGE_PATH}/")):
         return None
     if method in ("GET", "HEAD") or (method == "POST" and path == "/v1/recommendations"):
         return "read"
@@ -629,6 +747,15 @@ def create_app_from_env() -> FastAPI:
 # ---------------------------------------------------------------------- helpers
 
 
+class _PageFiles(StaticFiles):
+    """The browser page's static files, with headers that keep it to its own scripts."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(_PAGE_HEADERS)
+        return response
+
+
 async def _service(request: Request) -> ServiceState:
     """The loaded state (503 while starting), synced with other workers' writes (the
     database is read in a worker thread, and only when a sync is due)."""
@@ -638,6 +765,13 @@ async def _service(request: Request) -> ServiceState:
     if state.sync_due():
         await run_in_threadpool(state.maybe_sync)
     return state
+
+
+def _item_fields(state: ServiceState) -> dict[str, str]:
+    """The catalogue's fields (``id`` aside) with their kinds, in catalogue order."""
+    kinds: dict[str, str] = state.artifact.manifest["content"].get("item_fields", {})
+    columns = [c for c in state.artifact.catalogue.columns if c != "id"]
+    return {str(c): str(kinds.get(c, "other")) for c in columns}
 
 
 def _json(payload: dict[str, Any]) -> Response:
@@ -752,8 +886,11 @@ def _exception_handlers(app: FastAPI, masker: PrivacyMasker) -> None:
 
 
 __all__ = [
+    "PAGE_PATH",
     "PUBLIC_PATHS",
+    "REPORT_PATH",
     "SETTINGS_ENV",
+    "STATIC_DIR",
     "ServiceMetrics",
     "create_app",
     "create_app_from_env",

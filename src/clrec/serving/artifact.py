@@ -14,6 +14,8 @@ recommendation service can load without the training code paths, the data set or
                          and test): what "exclude seen" means when serving
     model/               the run's saved model (the clrec model's fusion and EASE prior)
     config.yaml          the run's config
+    report.html          the run's evaluation report, when the run wrote one (the service
+                         shows it at ``GET /report``)
 
 Only models that rank by ``user · item`` vectors can be exported (``bpr``, ``lightgcn``,
 ``clrec``). The artifact is written to a temporary folder beside ``out_dir`` and renamed into
@@ -75,6 +77,7 @@ SEEN_FILE = "seen.npz"
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
 RANKER_DIR = "ranker"  # the optional ranking stage (clrec.ranking.stage)
+REPORT_FILE = "report.html"  # the run's evaluation report, copied when present
 
 EXPORTABLE = ("bpr", "lightgcn", "clrec")
 """Models that rank by ``user · item`` of stored vectors: what an artifact can serve."""
@@ -161,6 +164,8 @@ def export_artifact(
         sp.save_npz(staging / SEEN_FILE, seen)
         shutil.copytree(run / MODEL_DIR, staging / MODEL_DIR)
         shutil.copyfile(run / "config.yaml", staging / CONFIG_FILE)
+        if (run / REPORT_FILE).is_file():  # offline HTML: aggregate metrics, plots, config
+            shutil.copyfile(run / REPORT_FILE, staging / REPORT_FILE)
         stage = None if ranker is None else _ranker_stage(Path(ranker), run, dataset, staging)
         manifest: dict[str, Any] = {
             "format": FORMAT,

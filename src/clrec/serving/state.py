@@ -40,7 +40,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -75,6 +75,16 @@ class Scored(NamedTuple):
     id: str
     score: float
     title: str | None
+
+
+class HistoryEntry(NamedTuple):
+    """One item of a user's history: external id, title, an image URL (or None) and where the
+    interaction comes from (``"trained"``: the run's data set; ``"events"``: the API)."""
+
+    id: str
+    title: str | None
+    image: str | None
+    source: Literal["trained", "events"]
 
 
 @dataclass(frozen=True)
@@ -351,6 +361,49 @@ class ServiceState:
         """The items recorded for ``user_id`` through events (sorted)."""
         with self._lock:
             return sorted(self._ids[r] for r in self._history.get(user_id, ()))
+
+    def user_history(self, user_id: str, limit: int) -> tuple[list[HistoryEntry], int]:
+        """Up to ``limit`` of the items ``user_id`` interacted with, and how many there are:
+        first the items recorded through events (``source="events"``, sorted by id), then the
+        run's own interactions from the artifact (``source="trained"``, artifact order; the
+        artifact keeps no time). ``image`` is the catalogue's image field when it holds an
+        http(s) URL a browser can show (never a local path, never an API item's field).
+        NotFoundError for a user the service does not know."""
+        with self._lock:
+            user = self.artifact.user_index.get(user_id)
+            recorded = self._history.get(user_id, set())
+            if user is None and not recorded:
+                raise NotFoundError(
+                    f"unknown user {user_id!r}: no trained vector and no recorded events"
+                )
+            trained = [] if user is None else self.artifact.seen_items(user).tolist()
+            rows: list[tuple[int, Literal["trained", "events"]]] = [
+                (r, "events") for r in sorted(recorded, key=self._ids.__getitem__)
+            ]
+            rows += [(r, "trained") for r in trained if r not in recorded]
+            catalogue = self.artifact.catalogue
+            kinds: Mapping[str, str] = self.artifact.manifest["content"].get("item_fields", {})
+            images = [n for n, kind in kinds.items() if kind == "image" and n in catalogue]
+            entries = []
+            for row, source in rows[:limit]:
+                image = None
+                if row < self._n_artifact_items:
+                    for name in images:
+                        value = _text(catalogue[name].iat[row])
+                        if value and value.startswith(("https://", "http://")):
+                            image = value
+                            break
+                entries.append(HistoryEntry(self._ids[row], self._titles[row], image, source))
+            return entries, len(rows)
+
+    def find_users(self, prefix: str, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` known user ids starting with ``prefix`` (artifact users in artifact
+        order, then users known only by recorded events, sorted), and how many match."""
+        with self._lock:
+            extra = sorted(u for u in self._history if u not in self.artifact.user_index)
+        found = [u for u in self.artifact.user_ids if u.startswith(prefix)]
+        found += [u for u in extra if u.startswith(prefix)]
+        return found[:limit], len(found)
 
     def recommend_user(
         self,
@@ -677,6 +730,7 @@ def _text(value: object) -> str | None:
 __all__ = [
     "COLD_START_ROUTE",
     "INDEX_CACHE_DIR",
+    "HistoryEntry",
     "NotFoundError",
     "Placement",
     "PutResult",

@@ -150,11 +150,14 @@ def test_health_readiness_and_metrics_access(service: Service) -> None:
 
 def test_every_route_has_the_scope_it_should(service: Service) -> None:
     """The key policy, route by route: reads need ``read``, writes ``write``, only health,
-    readiness and the API's documentation are public, and unknown paths need a key too."""
+    readiness, the API's documentation, the browser page and the evaluation report are
+    public, and unknown paths need a key too."""
     expected = {
         ("GET", "/v1/users/{user_id}/recommendations"): "read",
         ("POST", "/v1/recommendations"): "read",
         ("GET", "/v1/items/{item_id}/similar"): "read",
+        ("GET", "/v1/users"): "read",
+        ("GET", "/v1/users/{user_id}/history"): "read",
         ("PUT", "/v1/items/{item_id}"): "write",
         ("POST", "/v1/events"): "write",
         ("GET", "/metrics"): "read",
@@ -162,6 +165,8 @@ def test_every_route_has_the_scope_it_should(service: Service) -> None:
         ("GET", "/readyz"): None,
         ("GET", "/openapi.json"): None,
         ("GET", "/docs"): None,
+        ("GET", "/"): None,  # redirects to the browser page (/ui/, static files: a Mount)
+        ("GET", "/report"): None,  # the run's evaluation report: aggregate metrics only
     }
     found = {
         (method, route.path): required_scope(method, route.path.replace("{", "x").replace("}", ""))

@@ -69,6 +69,8 @@ OPERATIONS = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/{user_id}/history"),
 ]
 WITHOUT_INPUT = {"/healthz", "/readyz", "/metrics"}  # nothing to break: no negative cases
 
