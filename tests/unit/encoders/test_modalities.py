@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_bert import make_tiny_bert
 from typer.testing import CliRunner
 
 from clrec.cli import app
@@ -22,6 +21,7 @@ from clrec.encoders.modalities import (
 )
 from clrec.encoders.text import TextEncoder, TextEncoderConfig, TextTemplate
 from clrec.errors import ClrecError
+from tiny_bert import make_tiny_bert
 
 TITLES = ["Star War", "Love Story", None, "Space Robot", "Love Story", "Night City"]
 GENRES = ["action|adventure", "romance|drama", None, "adventure", "romance|drama", None]

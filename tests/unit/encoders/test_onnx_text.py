@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_bert import make_tiny_bert
 
 from clrec.encoders.text import TextEncoder, TextEncoderConfig
+from tiny_bert import make_tiny_bert
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

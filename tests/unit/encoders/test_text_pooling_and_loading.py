@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_bert import make_tiny_bert
 
 from clrec.encoders.text import (
     TextEncoder,
@@ -21,6 +20,7 @@ from clrec.encoders.text import (
     text_identity,
 )
 from clrec.errors import ClrecError
+from tiny_bert import make_tiny_bert
 
 TEXTS = [
     "the film",
