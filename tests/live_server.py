@@ -1,5 +1,6 @@
-"""A real ``clrec serve`` process on a free loopback port, for the integration tests (a plain
-helper module: pytest collects only ``test_*`` files)."""
+"""A real ``clrec serve`` process on a free loopback port and a short ml-latest-small artifact
+to serve, for the integration tests (a plain helper module: pytest collects only ``test_*``
+files)."""
 
 from __future__ import annotations
 
@@ -105,3 +106,37 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=20)
+
+
+def ml_small_artifact(root: Path, *, report: bool = False) -> Path:
+    """Train a short tags-only clrec model on the bundled ml-latest-small (genres and user
+    tags as content, 3 epochs) under ``root`` and export its artifact (with the run's HTML
+    report when ``report``)."""
+    from clrec.config import RunConfig
+    from clrec.experiment import run_experiment
+    from clrec.serving.artifact import export_artifact
+
+    params: dict[str, Any] = {
+        "embedding_size": 32,
+        "content": {"modalities": ["tags"], "cache_dir": None},
+        "prior": "none",
+        "similarity": "cosine",
+        "epochs": 3,
+        "batch_size": 256,
+        "patience": 0,
+        "seed": 0,
+        "device": "cpu",
+        "num_threads": 2,
+        "progress": False,
+    }
+    config = RunConfig.from_mapping(
+        {
+            "data": {"name": "ml-latest-small", "min_rating": 3.5},
+            "split": {"scheme": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2020},
+            "model": {"name": "clrec", "params": params},
+            "evaluation": {"ks": [10], "progress": False},
+            "report": report,
+        }
+    )
+    run_experiment(config, root / "run")
+    return export_artifact(root / "run", root / "artifact")

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from clrec.config import RunConfig
-from clrec.experiment import run_experiment
-from clrec.serving.artifact import Artifact, export_artifact, load_artifact
+from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, clrec_command
+from live_server import Server, clrec_command, ml_small_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -27,31 +24,7 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short tags-only clrec run on ml-latest-small (genres and user tags as content)."""
     for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
         pytest.importorskip(package, reason="the service needs the serve extra")
-    root = tmp_path_factory.mktemp("ml-small-service")
-    params: dict[str, Any] = {
-        "embedding_size": 32,
-        "content": {"modalities": ["tags"], "cache_dir": None},
-        "prior": "none",
-        "similarity": "cosine",
-        "epochs": 3,
-        "batch_size": 256,
-        "patience": 0,
-        "seed": 0,
-        "device": "cpu",
-        "num_threads": 2,
-        "progress": False,
-    }
-    config = RunConfig.from_mapping(
-        {
-            "data": {"name": "ml-latest-small", "min_rating": 3.5},
-            "split": {"scheme": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2020},
-            "model": {"name": "clrec", "params": params},
-            "evaluation": {"ks": [10], "progress": False},
-            "report": False,
-        }
-    )
-    run_experiment(config, root / "run")
-    return export_artifact(root / "run", root / "artifact")
+    return ml_small_artifact(tmp_path_factory.mktemp("ml-small-service"), report=False)
 
 
 def test_every_route_on_ml_latest_small(
