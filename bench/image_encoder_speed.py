@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tarfile
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name
 
 from clrec.data.registry import default_data_root
 from clrec.encoders.image import ImageEncoder, ImageEncoderConfig, encode_images
@@ -35,16 +35,6 @@ def poster_refs(root: Path, count: int) -> list[str | None]:
     with tarfile.open(archive) as tar:
         members = [m.name for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")]
     return [f"{archive.absolute()}#{name}" for name in members[:count]]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -31,32 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import commit, cpu_name
 
 from clrec.config import RunConfig
 from clrec.experiment import run_experiment
 from clrec.ranking.cross_encoder import CrossEncoderConfig
 from clrec.ranking.pairs import PairConfig
 from clrec.ranking.pipeline import RankerSettings, train_ranker
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def settings_from(args: argparse.Namespace) -> RankerSettings:
