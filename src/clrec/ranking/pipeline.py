@@ -124,8 +124,10 @@ def train_ranker(run_dir: str | Path, out: str | Path, settings: RankerSettings)
     started = time.perf_counter()
     train = build_pairs(parts.dataset, parts.split, parts.retriever, "train", settings.pairs)
     texts = item_texts(parts.dataset)
-    fit_q, fit_i = _pair_texts(parts, train.fit, texts, parts.split.train, settings.context)
-    val_q, val_i = _pair_texts(parts, train.validation, texts, parts.split.train, settings.context)
+    users = np.union1d(train.fit.users, train.validation.users)
+    contexts = _contexts(parts, users, parts.split.train, settings.context)
+    fit_q, fit_i = _pair_texts(train.fit, texts, contexts)
+    val_q, val_i = _pair_texts(train.validation, texts, contexts)
     pairs_seconds = time.perf_counter() - started
 
     ranker = CrossEncoderRanker(settings.model)
@@ -199,7 +201,8 @@ def _evaluate(
     )
     test = build_pairs(parts.dataset, parts.split, parts.retriever, "test", pair_settings)
     seen_before_test = pd.concat([parts.split.train, parts.split.valid], ignore_index=True)
-    queries, items = _pair_texts(parts, test.pairs, texts, seen_before_test, settings.context)
+    by_user = _contexts(parts, test.users, seen_before_test, settings.context)
+    queries, items = _pair_texts(test.pairs, texts, by_user)
     started = time.perf_counter()
     probabilities = ranker.predict(queries, items)  # (N,)
     predict_seconds = time.perf_counter() - started
@@ -215,7 +218,7 @@ def _evaluate(
         hard = (test.pairs.origin == HARD_NEGATIVE) | (labels == 1)
         classification["auc_hard_negatives"] = auc(labels[hard], probabilities[hard])
 
-    contexts = user_contexts(parts.dataset, seen_before_test, test.users, settings.context)
+    contexts = [by_user[int(u)] for u in test.users]  # the pairs' users are test.users
     rerank = _rerank_end_to_end(
         parts, ranker, test.users, test.candidates, contexts, texts, settings
     )
@@ -299,19 +302,20 @@ def _rerank_latency(
 # ---------------------------------------------------------------------- helpers
 
 
+def _contexts(
+    parts: RunParts, users: np.ndarray, history: pd.DataFrame, config: UserContextConfig
+) -> dict[int, str]:
+    """Each of ``users``' context text from ``history``, built once per user."""
+    unique = np.unique(users)
+    built = user_contexts(parts.dataset, history, unique, config)
+    return dict(zip(unique.tolist(), built, strict=True))
+
+
 def _pair_texts(
-    parts: RunParts,
-    pairs: RankPairs,
-    texts: list[str],
-    history: pd.DataFrame,
-    config: UserContextConfig,
+    pairs: RankPairs, texts: list[str], contexts: dict[int, str]
 ) -> tuple[list[str], list[str]]:
-    """(query, item) texts of ``pairs``: each user's context from ``history``, once per user."""
-    users = np.unique(pairs.users)
-    by_user = dict(
-        zip(users.tolist(), user_contexts(parts.dataset, history, users, config), strict=True)
-    )
-    return [by_user[int(u)] for u in pairs.users], [texts[int(i)] for i in pairs.items]
+    """(query, item) texts of ``pairs``: the user's context and the item's text."""
+    return [contexts[int(u)] for u in pairs.users], [texts[int(i)] for i in pairs.items]
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

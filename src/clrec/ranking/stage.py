@@ -25,7 +25,7 @@ from clrec.encoders.text import TextTemplate, default_template
 from clrec.errors import ClrecError
 from clrec.ranking.cross_encoder import CrossEncoderRanker
 from clrec.ranking.pipeline import RANKER_DIR, REPORT_FILE, SETTINGS_FILE, RankerSettings
-from clrec.ranking.texts import user_contexts
+from clrec.ranking.texts import item_texts, user_contexts
 
 Precision = Literal["float32", "int8"]
 STAGE_FILE = "stage.json"
@@ -51,15 +51,13 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
     pd.DataFrame({"id": dataset.users["id"].astype(str), "context": contexts}).to_parquet(
         target / CONTEXTS_FILE, index=False
     )
-    template = default_template(dataset)
-    texts = template.render_table(dataset.items, dataset.item_fields)
-    pd.DataFrame(
-        {"id": dataset.items["id"].astype(str), "text": [t or "" for t in texts]}
-    ).to_parquet(target / ITEM_TEXTS_FILE, index=False)
+    pd.DataFrame({"id": dataset.items["id"].astype(str), "text": item_texts(dataset)}).to_parquet(
+        target / ITEM_TEXTS_FILE, index=False
+    )
     summary = {
         "depth": settings.rerank_depth,
         "mode": settings.model.mode,
-        "template": template.pattern,
+        "template": default_template(dataset).pattern,  # for items added through the API
         "item_fields": dict(dataset.item_fields),
         "context": settings.context.template,
         "empty_context": settings.context.empty_text,
