@@ -350,9 +350,12 @@ class ServiceState:
     @property
     def n_users(self) -> int:
         """Users the artifact knows plus store-only users."""
+        return self.artifact.n_users + len(self._store_only_users())
+
+    def _store_only_users(self) -> list[str]:
+        """Users known only by recorded events (no trained vector), sorted."""
         with self._lock:
-            extra = sum(1 for u in self._history if u not in self.artifact.user_index)
-        return self.artifact.n_users + extra
+            return sorted(u for u in self._history if u not in self.artifact.user_index)
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self._row
@@ -399,10 +402,8 @@ class ServiceState:
     def find_users(self, prefix: str, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` known user ids starting with ``prefix`` (artifact users in artifact
         order, then users known only by recorded events, sorted), and how many match."""
-        with self._lock:
-            extra = sorted(u for u in self._history if u not in self.artifact.user_index)
         found = [u for u in self.artifact.user_ids if u.startswith(prefix)]
-        found += [u for u in extra if u.startswith(prefix)]
+        found += [u for u in self._store_only_users() if u.startswith(prefix)]
         return found[:limit], len(found)
 
     def recommend_user(
