@@ -83,12 +83,12 @@ class IndexConfig:
     ``m`` / ``ef_construction`` / ``ef_search`` are the usual HNSW knobs (graph degree, build
     beam, query beam: higher is more accurate and slower; a search never uses a beam narrower
     than the results it must return). On 100k 64-d Gaussian items (a hard case for a graph)
-    on one core of the reference machine: ``m`` 16 with ``ef_search`` 96 found recall@10
-    0.986 in 0.15 ms a query, ``ef_search`` 64 0.972 in 0.13 ms; ``m`` 32 needs about twice
-    the time for the same recall and twice the build time. The service reports the recall it
-    measured at start. ``chunk_items`` bounds the memory
-    of exact search. ``num_threads`` is the hnswlib thread count (``None``: all cores; use 1
-    for a reproducible graph); exact search uses torch's own thread setting.
+    on one core of the reference machine (``bench/serve_request_cost.py``): ``m`` 16 with
+    ``ef_search`` 96 found recall@10 0.983 in 0.14 ms a query, ``ef_search`` 64 0.965 in
+    0.09 ms; ``m`` 32 took 0.18 ms for 0.979 (ef 64) and 0.30 ms for 0.992 (ef 96), and twice
+    the build time. The service reports the recall it measured at start. ``chunk_items``
+    bounds the memory of exact search. ``num_threads`` is the hnswlib thread count (``None``:
+    all cores; use 1 for a reproducible graph); exact search uses torch's own thread setting.
     """
 
     kind: IndexKind = "exact"
