@@ -26,6 +26,7 @@ import pandas as pd
 from clrec.encoders.cache import EmbeddingCache, content_hash
 from clrec.encoders.text import TextEncoder, TextEncoderConfig, TextTemplate, default_template
 from clrec.errors import ClrecError
+from clrec.training import distributed
 
 if TYPE_CHECKING:
     from clrec.data.schema import Dataset
@@ -221,23 +222,38 @@ def _encode_text(
     hashes = [content_hash(text) for text in masked]
     unique = dict(zip(hashes, masked, strict=True))  # hash → text, each text encoded once
     found = cache.get_many(encoder.identity, unique) if cache is not None else {}
-    todo = [key for key in unique if key not in found]
+    # Under torchrun every rank encodes its share of what rank 0 found missing; rank 0's list
+    # is broadcast (so every rank takes the same chunks) before anyone writes to the cache.
+    todo = distributed.broadcast_object([key for key in unique if key not in found])
+    fresh = set(todo)
+    if any(key not in found and key not in fresh for key in unique):
+        raise ClrecError("the embedding cache changed while the ranks read it; run again")
     if todo:
         from tqdm.auto import tqdm
 
+        rank, size = distributed.world()
+        step = TEXT_CHUNK * size  # each rank encodes TEXT_CHUNK texts of every chunk
         with tqdm(
-            total=len(todo), unit="text", desc=modality.name, disable=not config.progress
+            total=len(todo),
+            unit="text",
+            desc=modality.name,
+            disable=not config.progress or rank != 0,
         ) as bar:
-            for start in range(0, len(todo), TEXT_CHUNK):
-                keys = todo[start : start + TEXT_CHUNK]
-                vectors = encoder.encode([unique[k] for k in keys], on_progress=bar.update)
+
+            def encode_share(texts: Sequence[str]) -> np.ndarray:
+                # rank 0's bar counts its own texts as they finish, the rest per chunk
+                return encoder.encode(texts, on_progress=bar.update if rank == 0 else _ignore)
+
+            for start in range(0, len(todo), step):
+                keys = todo[start : start + step]
+                vectors = distributed.sharded_map(encode_share, [unique[k] for k in keys])
+                bar.update(len(keys) - len(range(0, len(keys), size)))  # the other ranks' part
                 new = dict(zip(keys, vectors, strict=True))  # hash → (d,)
-                if cache is not None:
+                if cache is not None and rank == 0:
                     cache.put_many(encoder.identity, new)
                 found.update(new)
     dim = next((len(v) for v in found.values()), None) or encoder.dim
     matrix = np.full((len(texts), dim), np.nan, dtype=np.float32)  # (n_items, d)
-    fresh = set(todo)
     for position, key in zip(present, hashes, strict=True):
         matrix[position] = found[key]
         # Items whose vector was computed in this call (several items may share one text)
@@ -247,6 +263,10 @@ def _encode_text(
         else:
             summary.cached += 1
     return matrix, summary
+
+
+def _ignore(_finished: int) -> None:
+    """A progress callback that shows nothing (ranks other than 0)."""
 
 
 def _encode_image(

@@ -26,9 +26,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_bert import make_tiny_bert
 from torch import Tensor, nn
 
 from clrec.data.schema import Dataset
+from clrec.encoders.cache import EmbeddingCache
+from clrec.encoders.modalities import TextModality, encode_dataset
+from clrec.encoders.text import TextEncoder, TextEncoderConfig, TextTemplate
 from clrec.errors import ClrecError
 from clrec.models.base import Recommender
 from clrec.models.lightgcn import LightGCN
@@ -165,6 +169,61 @@ def _tables(model: EmbeddingRecommender) -> dict[str, Tensor]:
     return _state(model.tables)
 
 
+# ---------------------------------------------------------------------- catalogue encoding
+TITLES = [  # 9 items, 7 distinct texts: one title repeated, one item without text
+    "space robot story",
+    "love war drama",
+    "night city crime",
+    None,
+    "space robot story",
+    "family comedy film",
+    "the king and the queen",
+    "horror night",
+    "a dog and a cat",
+]
+
+
+def _catalogue() -> Dataset:
+    ids = [f"i{i}" for i in range(len(TITLES))]
+    return Dataset.from_external(
+        "catalogue",
+        pd.DataFrame({"user": "u", "item": ids}),
+        item_content=pd.DataFrame({"id": ids, "title": TITLES}),
+        item_fields={"title": "text"},
+    )
+
+
+def _text_modality(out: Path) -> TextModality:
+    config = TextEncoderConfig(model=str(out / "tiny-bert"), threads=1, progress=False)
+    return TextModality("text", TextTemplate("{title}"), config)
+
+
+def _encode_catalogue(out: Path) -> dict[str, Any]:
+    """The catalogue encoded twice through one cache shared by the ranks (the second time
+    from the cache), with every text this rank's model was asked to encode."""
+    asked: list[str] = []
+    original = TextEncoder.encode
+
+    def spy(self: TextEncoder, texts: Any, **kwargs: Any) -> np.ndarray:
+        asked.extend(texts)
+        return original(self, texts, **kwargs)
+
+    TextEncoder.encode = spy  # type: ignore[method-assign]  # this rank's process only
+    try:
+        runs = [encode_dataset(_catalogue(), [_text_modality(out)], out / "cache") for _ in "ab"]
+    finally:
+        TextEncoder.encode = original  # type: ignore[method-assign]
+    return {
+        "asked": asked,
+        "vectors": [vectors["text"] for vectors, _ in runs],
+        "counts": [
+            (part.encoded, part.cached, part.skipped)
+            for _, summary in runs
+            for part in summary.modalities.values()
+        ],
+    }
+
+
 # ---------------------------------------------------------------------- one rank (a script)
 def _rank_job(rank: int, out: Path) -> dict[str, Any]:
     """Everything the 2-process tests look at, computed on this rank."""
@@ -234,6 +293,7 @@ def _rank_job(rank: int, out: Path) -> dict[str, Any]:
         return [10 * item for item in items]
 
     results["sharded"] = {"out": distributed.sharded_map(encode, list(range(7))), "in": inputs}
+    results["catalogue"] = _encode_catalogue(out)
 
     # failures reach every rank: a bad loss on rank 1 only, a validator failing on rank 0
     module = _module()
@@ -293,7 +353,10 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------------- the 2-process job
 def _launch(out: Path) -> list[dict[str, Any]]:
     """Start both ranks of this file and load what each computed."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    make_tiny_bert(out / "tiny-bert")
+    tests = str(Path(__file__).resolve().parents[2])  # for the helpers this file imports
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     if sys.platform == "linux":
         env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback: no network needed
     procs = [
@@ -333,6 +396,7 @@ def test_two_processes_train_like_one_process_with_merged_batches(tmp_path: Path
     _check_files_and_resuming(results, tmp_path)
     _check_failures(results)
     _check_sharded_map(results)
+    _check_catalogue(results, tmp_path)
 
 
 def _assert_close(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
@@ -445,6 +509,25 @@ def _check_sharded_map(results: list[dict[str, Any]]) -> None:
     assert [r["sharded"]["in"] for r in results] == [[0, 2, 4, 6], [1, 3, 5]]
     for result in results:
         assert result["sharded"]["out"] == [0, 10, 20, 30, 40, 50, 60]
+
+
+def _check_catalogue(results: list[dict[str, Any]], out: Path) -> None:
+    """Each rank encodes its half of the distinct texts; both get every vector, equal to one
+    process's; rank 0 alone fills the cache, which serves the second run on both ranks."""
+    distinct = list(dict.fromkeys(title for title in TITLES if title is not None))
+    asked = [r["catalogue"]["asked"] for r in results]
+    assert asked == [distinct[0::2], distinct[1::2]]
+    alone, summary = encode_dataset(_catalogue(), [_text_modality(out)], None)
+    for result in results:
+        first, second = result["catalogue"]["vectors"]
+        np.testing.assert_array_equal(first, results[0]["catalogue"]["vectors"][0])
+        np.testing.assert_array_equal(second, first)
+        np.testing.assert_allclose(first, alone["text"], atol=ATOL)
+        assert np.isnan(first[3]).all() and not np.isnan(np.delete(first, 3, axis=0)).any()
+        assert result["catalogue"]["counts"] == [(8, 0, 1), (0, 8, 1)]
+    assert summary.modalities["text"].encoded == 8
+    with EmbeddingCache(out / "cache") as cache:
+        assert cache.count() == len(distinct)
 
 
 # ---------------------------------------------------------------------- without a group
