@@ -14,6 +14,8 @@ InfoNCE's default cosine similarity.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional
@@ -100,7 +102,11 @@ def sampled_softmax_loss(
 
 
 def catalogue_softmax_loss(
-    logits: Tensor, rows: Tensor, items: Tensor, temperature: float = 1.0
+    logits: Tensor,
+    rows: Tensor,
+    items: Tensor,
+    temperature: float = 1.0,
+    drop_rate: float = 0.0,
 ) -> Tensor:
     """Full-catalogue softmax computed once per user: the mean over every (row, item) pair.
 
@@ -108,6 +114,8 @@ def catalogue_softmax_loss(
     ``items[k]`` is a positive of batch row ``rows[k]``. The value equals
     :func:`full_softmax_loss` over all those pairs, but the log-sum-exp of a row is shared by
     all of its user's positives, so an epoch costs ``U × I`` logits instead of ``|R| × I``.
+    ``drop_rate`` > 0 leaves out that share of the pairs with the largest loss
+    (:func:`truncated_mean`).
     """
     check_temperature(temperature)
     if logits.ndim != 2:
@@ -117,4 +125,20 @@ def catalogue_softmax_loss(
     if len(rows) == 0:
         return zero_loss(logits)
     log_probs = functional.log_softmax(logits / temperature, dim=1)  # (B, I)
-    return -log_probs[rows, items].mean()
+    return truncated_mean(-log_probs[rows, items], drop_rate)  # pairs (P,)
+
+
+def truncated_mean(losses: Tensor, drop_rate: float) -> Tensor:
+    """The mean of ``losses`` ``(P,)`` without the ``drop_rate`` share that is largest.
+
+    The truncated loss of Wang et al. (WSDM 2021, "Denoising Implicit Feedback for
+    Recommendation"): a false positive (a click that says nothing about taste) is hard to fit,
+    so it sits among the largest losses of its batch, and leaving those out keeps it from
+    pulling the model. At least one pair is kept; ``drop_rate`` 0 is the plain mean.
+    """
+    if not 0 <= drop_rate < 1:
+        raise ClrecError(f"drop_rate must be in [0, 1), got {drop_rate}")
+    if drop_rate == 0:
+        return losses.mean()
+    kept = max(1, math.ceil(len(losses) * (1 - drop_rate)))
+    return torch.topk(losses, kept, largest=False, sorted=False).values.mean()

@@ -123,6 +123,11 @@ class ClrecConfig:
     # at the scored vectors moved eps (per row) the worst way, times the weight; 0 = off
     adversarial_eps: float = 0.0
     adversarial_weight: float = 1.0
+    # truncated loss against noisy positives (clrec.losses.softmax.truncated_mean; softmax
+    # objective): each batch leaves out this share of its positive pairs with the largest
+    # loss, the share rising linearly from 0 over the first denoise_warmup_epochs epochs
+    denoise_drop_rate: float = 0.0
+    denoise_warmup_epochs: int = 5
     contrastive_mode: Literal["joint", "separate"] = "joint"
     contrastive_share: float = 0.3
     # optimisation
@@ -167,6 +172,12 @@ class ClrecConfig:
             ),
             (self.prior_reg is None or self.prior_reg > 0, "prior_reg must be positive"),
             (self.supervised in ("softmax", "bpr", "bce", "mse"), "unknown supervised loss"),
+            (0 <= self.denoise_drop_rate < 1, "denoise_drop_rate must be in [0, 1)"),
+            (self.denoise_warmup_epochs >= 0, "denoise_warmup_epochs must be ≥ 0"),
+            (
+                self.denoise_drop_rate == 0 or self.supervised == "softmax",
+                "denoise_drop_rate needs the softmax objective",
+            ),
             (self.similarity in ("cosine", "dot"), "similarity must be 'cosine' or 'dot'"),
             (self.contrastive_mode in ("joint", "separate"), "unknown contrastive_mode"),
         ]
@@ -202,6 +213,7 @@ class Batch:
     users: np.ndarray  # (B,) int64
     kind: Literal["supervised", "contrastive", "joint"]
     seed: int
+    epoch: int = 1
 
 
 class _SparseMM(torch.autograd.Function):
@@ -745,7 +757,9 @@ class _TrainingPlan:
         seeds = rng.integers(0, 2**62, size=len(chunks))
         separate = self.config.contrastive_mode == "separate" and self.uses_contrast
         kind: Literal["supervised", "joint"] = "supervised" if separate else "joint"
-        batches = [Batch(chunk, kind, int(seed)) for chunk, seed in zip(chunks, seeds, strict=True)]
+        batches = [
+            Batch(chunk, kind, int(seed), epoch) for chunk, seed in zip(chunks, seeds, strict=True)
+        ]
         if separate:
             share = self.config.contrastive_share
             extra = round(len(chunks) * share / (1 - share))
@@ -756,7 +770,7 @@ class _TrainingPlan:
                     size=min(contrastive_size, len(self.active_users)),
                     replace=False,
                 )
-                batches.append(Batch(chosen, "contrastive", int(rng.integers(0, 2**62))))
+                batches.append(Batch(chosen, "contrastive", int(rng.integers(0, 2**62)), epoch))
             order = rng.permutation(len(batches))
             batches = [batches[i] for i in order]
         return batches
@@ -772,7 +786,7 @@ class _TrainingPlan:
         users_all, items_all, item_id, content = self.network.embeddings(generator)
         supervised = None
         if batch.kind != "contrastive":
-            supervised = self._supervised(batch.users, users_all, items_all, rng)
+            supervised = self._supervised(batch, users_all, items_all, rng)
         terms: dict[str, Tensor] = {}
         if batch.kind != "supervised" and self.uses_contrast:
             terms = self._contrastive(
@@ -787,15 +801,15 @@ class _TrainingPlan:
         return total, parts
 
     def _supervised(
-        self, users: np.ndarray, users_all: Tensor, items_all: Tensor, rng: np.random.Generator
+        self, batch: Batch, users_all: Tensor, items_all: Tensor, rng: np.random.Generator
     ) -> Tensor:
         """The batch's supervised loss; with ``adversarial_eps`` > 0 plus the APR term: the
         same loss on the scored vectors moved by their worst-case step (per row, norm eps)."""
         config = self.config
-        u = torch.as_tensor(users, device=self.device)
+        u = torch.as_tensor(batch.users, device=self.device)
         user_vectors = self._similarity_space(users_all[u])  # (B, D)
         items_space = self._similarity_space(items_all)  # (I, D)
-        loss_of = self._supervised_loss(users, rng)
+        loss_of = self._supervised_loss(batch.users, rng, self.denoise_rate(batch.epoch))
         loss = loss_of(user_vectors, items_space)
         if config.adversarial_eps > 0:
             vectors = (user_vectors, items_space)
@@ -803,12 +817,19 @@ class _TrainingPlan:
             loss = loss + config.adversarial_weight * attacked
         return loss
 
+    def denoise_rate(self, epoch: int) -> float:
+        """The share of positive pairs the truncated loss leaves out in ``epoch`` (from 1)."""
+        config = self.config
+        warm = min(1.0, epoch / config.denoise_warmup_epochs) if config.denoise_warmup_epochs else 1
+        return config.denoise_drop_rate * warm
+
     def _supervised_loss(
-        self, users: np.ndarray, rng: np.random.Generator
+        self, users: np.ndarray, rng: np.random.Generator, drop_rate: float = 0.0
     ) -> Callable[[Tensor, Tensor], Tensor]:
         """The supervised loss of ``users`` as a function of their ``(B, D)`` vectors and the
         ``(I, D)`` item vectors (similarity space); targets and negatives are drawn here, once,
-        so an adversarial second evaluation sees the same ones."""
+        so an adversarial second evaluation sees the same ones. ``drop_rate``: the truncated
+        loss's share (softmax objective)."""
         config = self.config
         rows = self.matrix[users]
         row_index, item_index = rows.nonzero()
@@ -819,7 +840,7 @@ class _TrainingPlan:
 
             def softmax(user_vectors: Tensor, items_space: Tensor) -> Tensor:
                 logits = user_vectors @ items_space.T  # (B, I)
-                return catalogue_softmax_loss(logits, pair_rows, positives, tau)
+                return catalogue_softmax_loss(logits, pair_rows, positives, tau, drop_rate)
 
             return softmax
         if config.supervised == "mse":
