@@ -11,7 +11,10 @@ with ``model.name=MODEL`` and the model's defaults, as ``bench/peers/run.sh`` do
 a clean fit and one fit per rate with ``rate × |train|`` uniformly random fake pairs added to
 the train part only (nested draws, one seed), each evaluated on the same clean valid / test
 parts (valid drives early stopping). ``-apr`` variants add APR adversarial training
-(``adversarial_eps`` / ``adversarial_weight``). A model's curve is kept in
+(``adversarial_eps`` / ``adversarial_weight``), ``clrec-denoise`` the truncated loss
+(``denoise_drop_rate``). The change at the largest rate gets a 95 % interval from a paired
+bootstrap over the test users (the same draws for every model, so clrec against LightGCN is a
+paired comparison). A model's curve is kept in
 ``OUT/MODEL/robustness.json`` and reused when rerun with the same settings, so an interrupted
 run resumes. Prints one Markdown table (NDCG@10 and its relative drop against the clean fit).
 """
@@ -30,24 +33,36 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from clrec.config import RunConfig
-from clrec.evaluation.robustness import RESULT_NAME, NoiseConfig, noise_curve, parse_rates
+from clrec.evaluation.robustness import (
+    RESULT_NAME,
+    NoiseConfig,
+    bootstrap_changes,
+    noise_curve,
+    parse_rates,
+    run_label,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINED = {"bpr", "lightgcn", "clrec"}  # models with epochs, threads and a time limit
-# name → (registered model, with APR: adversarial_eps / _weight from --apr-eps / --apr-weight)
-VARIANTS: dict[str, tuple[str, bool]] = {
-    "clrec": ("clrec", False),
-    "ease": ("ease", False),
-    "lightgcn": ("lightgcn", False),
-    "bpr": ("bpr", False),
-    "lightgcn-apr": ("lightgcn", True),
-    "bpr-apr": ("bpr", True),
-    "clrec-apr": ("clrec", True),
+# name → (registered model, defence: "apr" = adversarial_eps / _weight from --apr-eps /
+# --apr-weight; "denoise" = the truncated loss, denoise_drop_rate from --denoise-rate)
+VARIANTS: dict[str, tuple[str, str | None]] = {
+    "clrec": ("clrec", None),
+    "ease": ("ease", None),
+    "lightgcn": ("lightgcn", None),
+    "bpr": ("bpr", None),
+    "lightgcn-apr": ("lightgcn", "apr"),
+    "bpr-apr": ("bpr", "apr"),
+    "clrec-apr": ("clrec", "apr"),
+    "clrec-denoise": ("clrec", "denoise"),
 }
-DEFAULT_MODELS = "clrec,ease,lightgcn,lightgcn-apr,bpr,bpr-apr"
+DEFAULT_MODELS = "clrec,clrec-apr,clrec-denoise,ease,lightgcn,lightgcn-apr,bpr,bpr-apr"
+RESAMPLES = 2000  # bootstrap resamples of the test users
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per fit")
     parser.add_argument("--apr-eps", type=float, default=0.03, help="APR step per row")
     parser.add_argument("--apr-weight", type=float, default=1.0, help="APR loss weight")
+    parser.add_argument(
+        "--denoise-rate", type=float, default=0.2, help="truncated loss: share of pairs left out"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--out", type=Path, help="default: runs/robustness/DATASET")
@@ -73,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def variant_config(args: argparse.Namespace, variant: str) -> RunConfig:
     """The preset for ``variant``'s model with the bench's settings on top."""
-    model, apr = VARIANTS[variant]
+    model, defence = VARIANTS[variant]
     own = ROOT / "configs" / f"{args.dataset}-{model}.yaml"
     base = ROOT / "configs" / f"{args.dataset}.yaml"
     overrides: list[str] = []
@@ -87,11 +105,13 @@ def variant_config(args: argparse.Namespace, variant: str) -> RunConfig:
         overrides += ["model.params.progress=false", f"model.params.num_threads={args.threads}"]
         if args.time_cap is not None:
             overrides.append(f"model.params.time_limit_minutes={args.time_cap}")
-    if apr:
+    if defence == "apr":
         overrides += [
             f"model.params.adversarial_eps={args.apr_eps}",
             f"model.params.adversarial_weight={args.apr_weight}",
         ]
+    if defence == "denoise":
+        overrides.append(f"model.params.denoise_drop_rate={args.denoise_rate}")
     return RunConfig.from_yaml(path, overrides)
 
 
@@ -143,10 +163,38 @@ def percent(share: float, signed: bool = False) -> str:
     return f"{share * 100:+.1f} %".replace("-", "−")
 
 
-def table(args: argparse.Namespace, noise: NoiseConfig, results: dict[str, dict[str, Any]]) -> str:
+def changes_at(out: Path, variants: list[str], rate: float, metric: str) -> dict[str, np.ndarray]:
+    """Bootstrap resamples of each model's relative change of ``metric`` at ``rate`` against its
+    clean fit, over the test users every model shares (``bootstrap_changes``)."""
+    tables = {}
+    for variant in variants:
+        pair = []
+        for label in ("clean", run_label(rate)):
+            frame = pd.read_parquet(out / variant / label / "per_user_test.parquet")
+            pair.append(frame.set_index("user")[metric])
+        tables[variant] = pair
+    shared = sorted(set.intersection(*(set(t.index) for pair in tables.values() for t in pair)))
+    pairs = {
+        name: (clean.loc[shared].to_numpy(), noisy.loc[shared].to_numpy())
+        for name, (clean, noisy) in tables.items()
+    }
+    return bootstrap_changes(pairs, resamples=RESAMPLES, seed=0)  # reproducible from the runs
+
+
+def interval(values: np.ndarray) -> str:
+    """``(−4.1 … −0.3 %)``: the central 95 % of bootstrap values, as percentages."""
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return f"{percent(float(low), signed=True)} … {percent(float(high), signed=True)}"
+
+
+def table(
+    args: argparse.Namespace, noise: NoiseConfig, results: dict[str, dict[str, Any]], out: Path
+) -> str:
     """The Markdown section: settings, one row per model, and clrec against LightGCN at the
     largest rate."""
     rates = [rate for rate in noise.curve if rate > 0]
+    top = max(rates, default=0.0)
+    changes = changes_at(out, list(results), top, noise.metric) if top > 0 else {}
     commit = _git("rev-parse", "--short", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no"):
         commit += "+dirty"
@@ -164,8 +212,10 @@ def table(args: argparse.Namespace, noise: NoiseConfig, results: dict[str, dict[
         "(user, item) pairs (train part only; valid and test clean, the same for every rate), "
         "and in brackets its change against the clean fit. † = a fit stopped by the time cap.",
         "",
-        "| model | clean | " + " | ".join(f"+{percent(rate)} noise" for rate in rates) + " |",
-        "|---|---:|" + "---:|" * len(rates),
+        "| model | clean | "
+        + " | ".join(f"+{percent(rate)} noise" for rate in rates)
+        + f" | change at +{percent(top)}, 95 % CI |",
+        "|---|---:|" + "---:|" * len(rates) + "---:|",
     ]
     for variant, result in results.items():
         cells = []
@@ -174,17 +224,20 @@ def table(args: argparse.Namespace, noise: NoiseConfig, results: dict[str, dict[
             if run["rate"] > 0:
                 value += f" ({percent(-run['drop'], signed=True)})"
             cells.append(value + (" †" if run["stopped_by_time"] else ""))
+        cells.append(interval(changes[variant]) if variant in changes else "–")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    top = max(rates, default=0.0)
     drops = {name: result["runs"][-1]["drop"] for name, result in results.items() if top > 0}
-    if "clrec" in drops and "lightgcn" in drops:
-        clrec, lightgcn = drops["clrec"], drops["lightgcn"]
+    for name in [name for name in drops if name.startswith("clrec")]:
+        if "lightgcn" not in drops:
+            break
+        clrec, lightgcn = drops[name], drops["lightgcn"]
         verdict = "loses less than" if clrec < lightgcn else "does not lose less than"
         lines += [
             "",
-            f"At {percent(top)} noise clrec's NDCG@10 changes by "
+            f"At {percent(top)} noise {name}'s NDCG@10 changes by "
             f"{percent(-clrec, signed=True)}, LightGCN's by {percent(-lightgcn, signed=True)}: "
-            f"clrec {verdict} LightGCN.",
+            f"{name} {verdict} LightGCN ({name}'s change minus LightGCN's, paired bootstrap "
+            f"95 % CI: {interval(changes[name] - changes['lightgcn']).replace('%', 'points')}).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -194,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     noise = NoiseConfig(rates=parse_rates(args.rates), seed=args.seed)
     out = args.out or ROOT / "runs" / "robustness" / args.dataset
     results = {variant: measure(args, variant, noise, out) for variant in args.models.split(",")}
-    section = table(args, noise, results)
+    section = table(args, noise, results, out)
     print()
     print(section)
     if args.append is not None:

@@ -32,7 +32,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -247,6 +247,33 @@ def noise_curve(
         path = Path(out) / RESULT_NAME
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def bootstrap_changes(
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, resamples: int = 2000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per model, the relative change of the mean metric (``noisy / clean − 1``) on
+    ``resamples`` bootstrap resamples of the test users: ``(resamples,)`` each.
+
+    ``pairs`` maps a model to its per-user metric ``(clean, noisy)``, every array over the same
+    users in the same order. Every model is resampled with the same user draws, so the
+    difference of two models' changes is paired (the users' own difficulty cancels out), and
+    its percentiles are a confidence interval for "model A loses less than model B".
+    """
+    sizes = {len(array) for clean, noisy in pairs.values() for array in (clean, noisy)}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ClrecError("every per-user array must have the same (non-zero) number of users")
+    if resamples < 1:
+        raise ClrecError(f"resamples must be at least 1, got {resamples}")
+    users = sizes.pop()
+    draws = np.random.default_rng(seed).integers(0, users, size=(resamples, users))  # (R, n)
+    changes = {}
+    for name, (clean, noisy) in pairs.items():
+        clean_means = np.asarray(clean, dtype=np.float64)[draws].mean(axis=1)  # (R,)
+        noisy_means = np.asarray(noisy, dtype=np.float64)[draws].mean(axis=1)  # (R,)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            changes[name] = noisy_means / clean_means - 1
+    return changes
 
 
 def run_label(rate: float) -> str:

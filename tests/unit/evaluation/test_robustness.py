@@ -18,6 +18,7 @@ from clrec.errors import ClrecError
 from clrec.evaluation.robustness import (
     INJECTED,
     NoiseConfig,
+    bootstrap_changes,
     inject_noise,
     noise_curve,
     parse_rates,
@@ -117,6 +118,33 @@ def test_noise_config_and_rates() -> None:
     with pytest.raises(ClrecError, match="kind"):
         NoiseConfig(kind="adversarial")  # type: ignore[arg-type]
     assert run_label(0.0) == "clean" and run_label(0.1) == "noise-0.1"
+
+
+def test_bootstrap_changes_by_hand_and_paired() -> None:
+    clean = np.array([0.2, 0.4, 0.0, 0.6])
+    noisy = np.array([0.1, 0.4, 0.1, 0.3])
+    changes = bootstrap_changes(
+        {"a": (clean, noisy), "same": (clean, noisy), "flat": (noisy, noisy)}, resamples=500
+    )
+    assert {name: values.shape for name, values in changes.items()} == {
+        "a": (500,),
+        "same": (500,),
+        "flat": (500,),
+    }
+    np.testing.assert_array_equal(changes["a"], changes["same"])  # the same user draws
+    np.testing.assert_array_equal(changes["flat"], np.zeros(500))
+    # one resample of all four users once each is the plain relative change: 0.9 / 1.2 − 1
+    draws = np.random.default_rng(0).integers(0, 4, size=(500, 4))
+    whole = np.flatnonzero((np.sort(draws, axis=1) == np.arange(4)).all(axis=1))
+    assert len(whole) > 0
+    np.testing.assert_allclose(changes["a"][whole], -0.25)
+    assert float(np.median(changes["a"])) == pytest.approx(-0.25, abs=0.15)
+    again = bootstrap_changes({"a": (clean, noisy)}, resamples=500)
+    np.testing.assert_array_equal(again["a"], changes["a"])  # seeded
+    with pytest.raises(ClrecError, match="same"):
+        bootstrap_changes({"a": (clean, noisy[:3])})
+    with pytest.raises(ClrecError, match="resamples"):
+        bootstrap_changes({"a": (clean, noisy)}, resamples=0)
 
 
 # ---------------------------------------------------------------------- the curve
