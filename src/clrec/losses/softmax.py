@@ -128,6 +128,42 @@ def catalogue_softmax_loss(
     return truncated_mean(-log_probs[rows, items], drop_rate)  # pairs (P,)
 
 
+def sampled_catalogue_softmax_loss(
+    positive_logits: Tensor,
+    sampled_logits: Tensor,
+    rows: Tensor,
+    temperature: float = 1.0,
+    log_correction: float = 0.0,
+    drop_rate: float = 0.0,
+) -> Tensor:
+    """Catalogue softmax estimated from ``K`` items sampled once per batch: the mean over
+    every (row, item) pair of ``−log softmax`` of the pair's score among {its positive} ∪ the
+    sampled items.
+
+    ``positive_logits`` ``(P,)`` are the pairs' scores, ``rows`` ``(P,)`` their batch rows,
+    ``sampled_logits`` ``(B, K)`` every row's scores of the shared samples (``−inf`` where a
+    sample is one of the row's own positives, or a very negative finite score such as −1e9,
+    which keeps gradients finite when a row's samples are all its own: an accidental hit is
+    not a negative).
+    ``log_correction`` = ``log(I / K)`` for a uniform sample of a catalogue of ``I`` items
+    (the sampled log-q correction): then ``exp`` of the samples' log-sum-exp estimates the
+    catalogue's sum, and the loss approaches :func:`catalogue_softmax_loss` as ``K → I``. A
+    row's log-sum-exp is computed once for all of its pairs: ``B × K`` scores per batch, not
+    ``B × I``. ``drop_rate``: :func:`truncated_mean`.
+    """
+    check_temperature(temperature)
+    if sampled_logits.ndim != 2:
+        raise ClrecError(f"sampled_logits must be (B, K), got {tuple(sampled_logits.shape)}")
+    if rows.shape != positive_logits.shape or rows.ndim != 1:
+        raise ClrecError("rows and positive_logits must be 1-d and of equal length")
+    if len(rows) == 0:
+        return zero_loss(positive_logits, sampled_logits)
+    negatives = torch.logsumexp(sampled_logits / temperature, dim=1) + log_correction  # (B,)
+    positives = positive_logits / temperature  # (P,)
+    losses = torch.logaddexp(positives, negatives[rows]) - positives  # (P,)
+    return truncated_mean(losses, drop_rate)
+
+
 def truncated_mean(losses: Tensor, drop_rate: float) -> Tensor:
     """The mean of ``losses`` ``(P,)`` without the ``drop_rate`` share that is largest.
 

@@ -156,3 +156,47 @@ def test_catalogue_softmax_equals_pairwise_full_softmax_and_hand_value() -> None
     pairwise = full_softmax_loss(users, catalogue, torch.tensor([2, 1, 2]), temperature=0.5)
     per_user = catalogue_softmax_loss(users[:2] @ catalogue.T, rows, items, temperature=0.5)
     assert per_user.item() == pytest.approx(pairwise.item(), rel=1e-6)
+
+
+def test_sampled_catalogue_softmax_by_hand() -> None:
+    from clrec.losses.softmax import sampled_catalogue_softmax_loss
+
+    positive = torch.tensor([2.0, 0.5])
+    sampled = torch.tensor([[1.0, 0.0, -1e9]])  # the third sample is the row's own positive
+    rows = torch.tensor([0, 0])
+    correction = math.log(10 / 3)
+    negatives = math.log(math.exp(1.0) + math.exp(0.0)) + correction
+    expected = [math.log(math.exp(p) + math.exp(negatives)) - p for p in (2.0, 0.5)]
+    value = sampled_catalogue_softmax_loss(positive, sampled, rows, 1.0, correction)
+    assert value.item() == pytest.approx(sum(expected) / 2, rel=1e-6)
+    halved = sampled_catalogue_softmax_loss(positive * 0.5, sampled * 0.5, rows, 0.5, correction)
+    assert halved.item() == pytest.approx(value.item(), rel=1e-6)  # the temperature divides
+    dropped = sampled_catalogue_softmax_loss(positive, sampled, rows, 1.0, correction, 0.5)
+    assert dropped.item() == pytest.approx(min(expected), rel=1e-6)
+
+
+def test_sampled_softmax_over_the_whole_catalogue_is_the_catalogue_softmax() -> None:
+    """One positive per row and every item sampled once (the positive masked, no correction):
+    the same denominators as the exact catalogue softmax."""
+    from clrec.losses.softmax import catalogue_softmax_loss, sampled_catalogue_softmax_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 7, generator=generator)  # (B, I)
+    rows, items = torch.arange(4), torch.tensor([3, 0, 6, 3])
+    masked = logits.clone()
+    masked[rows, items] = -1e9
+    exact = catalogue_softmax_loss(logits, rows, items, temperature=0.5)
+    sampled = sampled_catalogue_softmax_loss(logits[rows, items], masked, rows, 0.5)
+    assert sampled.item() == pytest.approx(exact.item(), rel=1e-5)
+
+
+def test_sampled_softmax_stays_finite_when_every_sample_is_a_positive() -> None:
+    from clrec.losses.softmax import sampled_catalogue_softmax_loss
+
+    positive = torch.tensor([1.0], requires_grad=True)
+    sampled = torch.full((1, 3), -1e9, requires_grad=True)
+    loss = sampled_catalogue_softmax_loss(positive, sampled, torch.tensor([0]), 0.2, 2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert positive.grad is not None and sampled.grad is not None
+    assert torch.isfinite(positive.grad).all() and torch.isfinite(sampled.grad).all()

@@ -305,12 +305,22 @@ def _first_last_loss(model: ClrecRecommender) -> tuple[float, float]:
     return history[0]["loss"], history[-1]["loss"]
 
 
-@pytest.mark.parametrize("supervised", ["softmax", "bpr", "bce", "mse"])
+@pytest.mark.parametrize("supervised", ["softmax", "sampled_softmax", "bpr", "bce", "mse"])
 def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
     model = _fit(world, supervised=supervised)
     first, last = _first_last_loss(model)
     assert np.isfinite(last) and last < first, (supervised, first, last)
     assert np.isfinite(model.score(np.arange(5))).all()
+
+
+def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(world: World) -> None:
+    """16 of 120 items scored per batch (plus the positives) still learn the clusters."""
+    model = _fit(world, supervised="sampled_softmax", softmax_samples=16, content=PURE_ID)
+    evaluator = world.evaluator()
+    popularity = Popularity().fit(world.train_data)
+    pop = evaluator.evaluate(popularity, world.test, [world.train]).metrics["recall@10"]
+    ours = evaluator.evaluate(model, world.test, [world.train]).metrics["recall@10"]
+    assert ours > 0.3 and ours > 2.5 * pop, (ours, pop)
 
 
 def test_mse_scores_predict_ratings(world: World) -> None:
@@ -391,6 +401,7 @@ def test_tensorboard_events_written(world: World, tmp_path: Path) -> None:
         ({"weights": {"contrastive": -1}}, "contrastive"),
         ({"content": {"modalities": ["feat"], "cach_dir": None}}, "cach_dir"),
         ({"supervised": "hinge"}, "supervised"),
+        ({"supervised": "sampled_softmax", "softmax_samples": 0}, "softmax_samples"),
         ({"time_limit_minutes": 0}, "time_limit_minutes"),
         ({"time_limit_minutes": float("nan")}, "time_limit_minutes"),
     ],
