@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_bert import make_tiny_bert
 from torch import Tensor, nn
 
 from clrec.data.schema import Dataset
@@ -39,6 +38,7 @@ from clrec.models.lightgcn import LightGCN
 from clrec.models.mf import BPRMF, EmbeddingRecommender
 from clrec.training import distributed
 from clrec.training.loop import CHECKPOINT_NAME, LoopConfig, TrainResult, run_training
+from tiny_bert import make_tiny_bert
 
 ATOL = 1e-5  # float32 reduction order, carried through a few Adam steps
 DEADLINE_SECONDS = 180  # the whole 2-process job; a hang fails instead of blocking CI
