@@ -62,6 +62,7 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
     "lightgcn": {},
     "clrec": {"prior": "none", "content": {"modalities": []}},  # as configs/gowalla.yaml
     # a variant is MODEL-NAME: the registered MODEL with its own parameters
+    "bpr-sparse": {"sparse_updates": True},
     "clrec-sampled": {
         "prior": "none",
         "content": {"modalities": []},

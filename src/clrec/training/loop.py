@@ -57,7 +57,8 @@ class LoopConfig:
 
     epochs: int = 100
     lr: float = 1e-3
-    optimizer: Literal["adam", "adamw"] = "adam"
+    # sparse_adam: Adam on the rows a step touched only (parameters with sparse gradients)
+    optimizer: Literal["adam", "adamw", "sparse_adam"] = "adam"
     weight_decay: float = 0.0  # AdamW's decoupled decay (Adam: none)
     eval_every: int = 1
     patience: int = 10
@@ -72,8 +73,10 @@ class LoopConfig:
             raise ClrecError(f"epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
             raise ClrecError(f"lr must be positive, got {self.lr}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ClrecError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "adamw", "sparse_adam"):
+            raise ClrecError(
+                f"optimizer must be 'adam', 'adamw' or 'sparse_adam', got {self.optimizer!r}"
+            )
         if not self.weight_decay >= 0:  # NaN too
             raise ClrecError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
         if self.eval_every < 1:
@@ -101,7 +104,10 @@ class TrainResult:
 def build_optimizer(
     parameters: Iterable[nn.Parameter], config: LoopConfig
 ) -> torch.optim.Optimizer:
-    """Adam, or AdamW with decoupled weight decay."""
+    """Adam, AdamW with decoupled weight decay, or SparseAdam (lazy Adam: only the rows a
+    step's sparse gradient touches are updated, so a step costs O(batch), not O(table))."""
+    if config.optimizer == "sparse_adam":
+        return torch.optim.SparseAdam(list(parameters), lr=config.lr)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(parameters, lr=config.lr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,7 @@ class TrainerConfig:
     metric: str = "ndcg@10"
     progress: bool = True
     time_limit_minutes: float | None = None
+    optimizer: Literal["adam", "sparse_adam"] = "adam"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -43,10 +45,11 @@ class TrainerConfig:
         self.loop()  # the loop's own checks
 
     def loop(self) -> LoopConfig:
-        """The shared loop's settings (Adam, no checkpoints)."""
+        """The shared loop's settings (no checkpoints)."""
         return LoopConfig(
             epochs=self.epochs,
             lr=self.lr,
+            optimizer=self.optimizer,
             eval_every=self.eval_every,
             patience=self.patience,
             metric=self.metric,

@@ -45,6 +45,7 @@ def _blocks() -> tuple[Dataset, np.ndarray]:
 
 MODELS: list[tuple[type[EmbeddingRecommender], dict[str, object]]] = [
     (BPRMF, {}),
+    (BPRMF, {"sparse_updates": True}),
     (LightGCN, {"n_layers": 2}),
 ]
 
@@ -229,3 +230,28 @@ def test_bad_layers_and_unfitted() -> None:
         LightGCN().score(np.array([0]))
     with pytest.raises(ClrecError, match="before fit"):
         BPRMF().save("/nonexistent")
+
+
+def test_sparse_updates_touch_only_the_batch_rows() -> None:
+    """With ``sparse_updates`` a step's gradient names only the looked-up rows, and the loop
+    trains with SparseAdam, which leaves every other row (and its moments) alone."""
+    from clrec.models.mf import EmbeddingTables
+    from clrec.training.loop import build_optimizer
+
+    model = BPRMF(embedding_size=4, sparse_updates=True, device="cpu")
+    model.tables = EmbeddingTables.random(20, 12, 4, 0.1, seed=0)
+    before = model.tables.user.detach().clone(), model.tables.item.detach().clone()
+    optimizer = build_optimizer(model.tables.parameters(), model.trainer_config.loop())
+    assert isinstance(optimizer, torch.optim.SparseAdam)
+    loss = model.batch_loss(torch.tensor([3, 7]), torch.tensor([0, 5]), torch.tensor([9, 5]))
+    loss.backward()
+    grad = model.tables.user.grad
+    assert grad is not None and grad.is_sparse
+    assert sorted(grad.coalesce().indices()[0].tolist()) == [3, 7]
+    optimizer.step()
+    user_moved = (model.tables.user.detach() != before[0]).any(dim=1)
+    item_moved = (model.tables.item.detach() != before[1]).any(dim=1)
+    assert torch.nonzero(user_moved).flatten().tolist() == [3, 7]
+    assert torch.nonzero(item_moved).flatten().tolist() == [0, 5, 9]
+    with pytest.raises(ClrecError, match="sparse_updates"):
+        BPRMF(sparse_updates="yes")  # type: ignore[arg-type]
