@@ -14,8 +14,9 @@ Representations (all ``D``-dimensional):
 
 Scores are cosine (or dot) similarities. The supervised loss is a softmax over the whole
 catalogue computed per user (one ``(B, I)`` logit block serves all of a batch's users'
-positives, so an epoch costs ``U × I`` logits, not ``|R| × I``), or BPR / BCE with sampled
-negatives, or MSE on explicit ratings. Contrastive terms (weights in
+positives, so an epoch costs ``U × I`` logits, not ``|R| × I``), the same softmax against
+``softmax_samples`` items drawn once per batch (``sampled_softmax``: ``U × K``), BPR / BCE
+with sampled negatives, or MSE on explicit ratings. Contrastive terms (weights in
 :class:`~clrec.losses.objective.LossWeights`): intra-user (two items of one user),
 cross-user (two users of one item) mixed by the document's ``α``; content–behaviour
 alignment (an item's ID side vs its content side); augmentation (SimGCL noise views); and a
@@ -23,7 +24,9 @@ social view (friends) when the data has a user graph. ``contrastive_mode`` ``joi
 contrastive terms to every batch; ``separate`` gives them their own batches, a
 ``contrastive_share`` of each epoch. With ``adversarial_eps`` > 0 the supervised loss is also
 paid at adversarially perturbed user and item vectors (APR, :mod:`clrec.training.adversarial`);
-the contrastive terms are left as they are.
+the contrastive terms are left as they are. With ``denoise_drop_rate`` > 0 (softmax
+objectives) each batch leaves out its share of positive pairs with the largest loss, the
+truncated loss against noisy positives (:func:`clrec.losses.softmax.truncated_mean`).
 """
 
 from __future__ import annotations
