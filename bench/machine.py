@@ -35,3 +35,13 @@ def commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def publish(section: str, append: Path | None) -> None:
+    """Print a benchmark's Markdown section and, with ``append``, add it to that file."""
+    print()
+    print(section)
+    if append is not None:
+        with append.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + section)
+        print(f"appended to {append}")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from machine import commit, cpu_name, publish
 
 from clrec.config import RunConfig
 from clrec.evaluation.robustness import (
@@ -148,12 +149,7 @@ def _git(*command: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0].split(":", 1)[1].strip() if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
 
 
 def percent(share: float, signed: bool = False) -> str:
@@ -195,15 +191,15 @@ def table(
     rates = [rate for rate in noise.curve if rate > 0]
     top = max(rates, default=0.0)
     changes = changes_at(out, list(results), top, noise.metric) if top > 0 else {}
-    commit = _git("rev-parse", "--short", "HEAD")
+    checkout = commit()
     if _git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+dirty"
+        checkout += "+dirty"
     cap = f"{args.time_cap:g} min" if args.time_cap is not None else "none"
     command = " ".join([".venv/bin/python", "bench/robustness.py", *sys.argv[1:]])
     lines = [
         f"### Robustness to random fake interactions — {args.dataset}",
         "",
-        f"Machine: {machine()}; {args.threads} torch thread(s) per fit; commit {commit}; "
+        f"Machine: {machine()}; {args.threads} torch thread(s) per fit; commit {checkout}; "
         f"time cap {cap} per fit; noise seed {noise.seed}; APR eps {args.apr_eps:g}, "
         f"weight {args.apr_weight:g}; {datetime.date.today().isoformat()}.  ",
         f"Command: `{command}`",
@@ -248,12 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or ROOT / "runs" / "robustness" / args.dataset
     results = {variant: measure(args, variant, noise, out) for variant in args.models.split(",")}
     section = table(args, noise, results, out)
-    print()
-    print(section)
-    if args.append is not None:
-        with args.append.open("a") as handle:
-            handle.write("\n" + section)
-        print(f"appended to {args.append}")
+    publish(section, args.append)
 
 
 if __name__ == "__main__":

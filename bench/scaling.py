@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from machine import commit, cpu_name
+from machine import commit, cpu_name, publish
 
 from clrec.data.schema import Dataset
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
@@ -553,12 +553,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             results[model, size] = measure(args, size, model)
     text = section(args, results)
-    print()
-    print(text)
-    if args.append is not None:
-        with args.append.open("a") as handle:
-            handle.write("\n" + text)
-        print(f"appended to {args.append}")
+    publish(text, args.append)
 
 
 if __name__ == "__main__":
