@@ -240,13 +240,15 @@ def _encode_text(
             disable=not config.progress or rank != 0,
         ) as bar:
 
-            def encode_share(texts: Sequence[str]) -> np.ndarray:
+            def encode_share(share: Sequence[str]) -> list[np.ndarray]:
                 # rank 0's bar counts its own texts as they finish, the rest per chunk
-                return encoder.encode(texts, on_progress=bar.update if rank == 0 else _ignore)
+                progress = bar.update if rank == 0 else _ignore
+                return list(encoder.encode(share, on_progress=progress))  # (d,) each
 
             for start in range(0, len(todo), step):
                 keys = todo[start : start + step]
-                vectors = distributed.sharded_map(encode_share, [unique[k] for k in keys])
+                chunk = [unique[k] for k in keys]
+                vectors: list[np.ndarray] = distributed.sharded_map(encode_share, chunk)
                 bar.update(len(keys) - len(range(0, len(keys), size)))  # the other ranks' part
                 new = dict(zip(keys, vectors, strict=True))  # hash → (d,)
                 if cache is not None and rank == 0:
