@@ -1,5 +1,9 @@
 """How one training epoch, a full-ranking evaluation and peak memory grow with the data.
 
+Models: ``bpr``, ``lightgcn`` and the content-free ``clrec`` model with their defaults, and
+two large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``) and ``clrec-sampled``
+(``supervised: sampled_softmax``).
+
 Synthetic implicit-feedback data with power-law item popularity and power-law user activity,
 at several sizes (interactions:items); for every size and model, in its own fresh process
 (so its peak RSS is its own): build the data, hold out one random interaction per user, fit
