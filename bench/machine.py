@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -37,11 +38,12 @@ def commit() -> str:
         return "unknown"
 
 
-def publish(section: str, append: Path | None) -> None:
-    """Print a benchmark's Markdown section and, with ``append``, add it to that file."""
+def publish(section: str, append: Path | None, heading: str = "") -> None:
+    """Print a benchmark's Markdown section and, with ``append``, add it to that file under
+    ``heading`` (e.g. ``"## Serving load (bench/serve_load.py)"``, none by default)."""
     print()
     print(section)
     if append is not None:
         with append.open("a", encoding="utf-8") as handle:
-            handle.write("\n" + section)
-        print(f"appended to {append}")
+            handle.write("\n" + (f"{heading}\n\n" if heading else "") + section)
+        print(f"appended to {append}", file=sys.stderr)

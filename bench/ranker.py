@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import commit, cpu_name
+from machine import commit, cpu_name, publish
 
 from clrec.config import RunConfig
 from clrec.experiment import run_experiment
@@ -162,11 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         report["retriever"] = RunConfig.from_yaml(run / "config.yaml").model.name
         reports.append(report)
     text = notes(args) + "\n\n" + table(reports) + "\n"
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write("\n## Language-model ranking stage (bench/ranker.py)\n\n" + text)
-        print(f"appended to {args.append}", file=sys.stderr)
+    publish(text, args.append, "## Language-model ranking stage (bench/ranker.py)")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import commit, cpu_name
+from machine import commit, cpu_name, publish
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 ROUTE = "/v1/users/{user}/recommendations?k={k}"
@@ -701,11 +701,7 @@ def main(argv: list[str] | None = None) -> None:
         for index in indexes:
             cases.append(run_case(out, n_items, index, args, client))
     text = notes(args, client) + "\n\n" + table(cases) + "\n"
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write("\n## Serving load (bench/serve_load.py)\n\n" + text)
-        print(f"appended to {args.append}", file=sys.stderr)
+    publish(text, args.append, "## Serving load (bench/serve_load.py)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from machine import commit, cpu_name
+from machine import commit, cpu_name, publish
 
 from clrec.serving.app import create_app
 from clrec.serving.artifact import load_artifact
@@ -204,12 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         costs = asyncio.run(request_costs(args.artifact, Path(data_dir), users, items, args))
     text = report(costs, graph_costs(args.artifact, args), args)
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write(
-                "\n## Serving: where a request's time goes (bench/serve_request_cost.py)\n\n" + text
-            )
+    heading = "## Serving: where a request's time goes (bench/serve_request_cost.py)"
+    publish(text, args.append, heading)
 
 
 if __name__ == "__main__":
