@@ -60,6 +60,20 @@ def validation_scorer(evaluator: Evaluator, split: Split) -> Validator:
     return validator
 
 
+def fit_model(
+    config: RunConfig, dataset: Dataset, split: Split
+) -> tuple[Recommender, Evaluator, float]:
+    """Build the configured model and fit it on ``split.train``, early-stopping on the valid
+    part through a quiet evaluator; returns the model, the evaluator for its reported passes
+    and the fit's seconds."""
+    model = build_model(config.model.name, config.model.params)
+    evaluator = Evaluator(dataset, split.train, config.evaluation)
+    quiet = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))
+    started = time.perf_counter()
+    model.fit(dataset.with_interactions(split.train), validation_scorer(quiet, split))
+    return model, evaluator, time.perf_counter() - started
+
+
 def run_experiment(
     config: RunConfig, out: str | Path, data_root: Path | None = None
 ) -> dict[str, Any]:
@@ -80,14 +94,7 @@ def run_experiment(
         dataset.save(run_dir / "dataset")
         split.save(run_dir / "split")
 
-    model = build_model(config.model.name, config.model.params)
-    evaluator = Evaluator(dataset, split.train, config.evaluation)
-    quiet = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))
-
-    validator = validation_scorer(quiet, split)
-    started = time.perf_counter()
-    model.fit(dataset.with_interactions(split.train), validator)
-    fit_seconds = time.perf_counter() - started
+    model, evaluator, fit_seconds = fit_model(config, dataset, split)
     if not main:
         return {}
     model.save(run_dir / "model")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -46,11 +45,9 @@ from clrec.data.describe import describe
 from clrec.data.schema import Dataset
 from clrec.data.splits import Split, split_dataset
 from clrec.errors import ClrecError
-from clrec.evaluation.evaluator import Evaluator
 
 # run_experiment's own wiring (validator, valid / test passes, metrics.json), reused as is
-from clrec.experiment import _evaluate_and_write, _write_metrics, prepare_data, validation_scorer
-from clrec.models.registry import build_model
+from clrec.experiment import _evaluate_and_write, _write_metrics, fit_model, prepare_data
 
 INJECTED = "injected"  # boolean column of inject_noise's result: True on fake rows
 RESULT_NAME = "robustness.json"
@@ -309,12 +306,7 @@ def _fit_and_evaluate(
 ) -> dict[str, Any]:
     """Fit the configured model on ``split.train`` and evaluate it as ``run_experiment`` does
     (same validator, same valid / test passes), writing ``run_dir/metrics.json``."""
-    model = build_model(config.model.name, config.model.params)
-    evaluator = Evaluator(dataset, split.train, config.evaluation)
-    quiet = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))
-    started = time.perf_counter()
-    model.fit(dataset.with_interactions(split.train), validation_scorer(quiet, split))
-    fit_seconds = time.perf_counter() - started
+    model, evaluator, fit_seconds = fit_model(config, dataset, split)
     results = _evaluate_and_write(run_dir, model, evaluator, split)
     results["timing"]["fit_seconds"] = round(fit_seconds, 3)
     _write_metrics(run_dir, {**results, "model": model.name, "history": model.history}, False)
