@@ -26,6 +26,14 @@ def clrec_command() -> list[str]:
     return [sys.executable, "-c", "from clrec.cli import app; app()"]
 
 
+def create_key(db_url: str, name: str, scopes: str) -> subprocess.CompletedProcess[str]:
+    """``clrec keys create`` on ``db_url``: the token on stdout, the notice on stderr."""
+    command = [*clrec_command(), "keys", "create", "--db", db_url, "--name", name]
+    return subprocess.run(
+        [*command, "--scopes", scopes], capture_output=True, text=True, check=True, timeout=120
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from clrec.serving.artifact import load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, clrec_command, ml_small_artifact
+from live_server import Server, create_key, ml_small_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -82,14 +81,7 @@ def test_the_page_explores_recommendations_and_places_a_new_item(
 
     art = load_artifact(artifact_dir)
     db_url = default_database_url(tmp_path / "service")
-    create_key = [*clrec_command(), "keys", "create", "--db", db_url, "--name", "page"]
-    token = subprocess.run(
-        [*create_key, "--scopes", "read,write"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.strip()
+    token = create_key(db_url, "page", "read,write").stdout.strip()
     server = Server(artifact_dir, db_url, tmp_path / "server.log")
     servers.append(server)
     base = f"http://127.0.0.1:{server.port}"

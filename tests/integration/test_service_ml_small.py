@@ -6,7 +6,6 @@ the OpenAPI schema."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, clrec_command, ml_small_artifact
+from live_server import Server, create_key, ml_small_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -34,24 +33,7 @@ def test_every_route_on_ml_latest_small(
     db_url = default_database_url(tmp_path / "service")
     tokens = {}
     for scopes in ("read,write", "read", "write"):
-        created = subprocess.run(
-            [
-                *clrec_command(),
-                "keys",
-                "create",
-                "--db",
-                db_url,
-                "--name",
-                scopes,
-                "--scopes",
-                scopes,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        tokens[scopes] = created.stdout.strip()
+        tokens[scopes] = create_key(db_url, scopes, scopes).stdout.strip()
     both, reader, writer = tokens["read,write"], tokens["read"], tokens["write"]
     server = Server(artifact_dir, db_url, tmp_path / "server.log")
     servers.append(server)

@@ -4,7 +4,6 @@ two runs on the same database: every acknowledged event and item must survive it
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from clrec.data.schema import Dataset
 from clrec.experiment import run_experiment
 from clrec.serving.artifact import export_artifact, load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, clrec_command
+from live_server import Server, create_key
 
 pytestmark = pytest.mark.slow
 
@@ -105,23 +104,7 @@ def test_acknowledged_writes_survive_kill_9(
     ref, ref_fields = _cold_item(artifact)
     year = ref_fields["title"].rsplit("(", 1)[1]
     late = {"title": f"Late Arrival ({year}", "genres": ref_fields["genres"]}
-    created = subprocess.run(
-        [
-            *clrec_command(),
-            "keys",
-            "create",
-            "--db",
-            db_url,
-            "--name",
-            "it",
-            "--scopes",
-            "read,write",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    created = create_key(db_url, "it", "read,write")
     token = created.stdout.strip()
     assert token.startswith("clrec_") and "shown only this once" in created.stderr
     log = tmp_path / "server.log"
