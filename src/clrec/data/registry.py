@@ -7,7 +7,6 @@ root is used when it exists.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from clrec.data.schema import Dataset
 from clrec.errors import DataError
+from clrec.loading import load_attr
 
 BUNDLED = "ml-latest-small"
 
@@ -29,10 +29,7 @@ class KnownDataset:
     description: str
 
     def load_reader(self) -> Callable[[Path], Dataset]:
-        module_name, function_name = self.reader.split(":")
-        reader: Callable[[Path], Dataset] = getattr(
-            importlib.import_module(module_name), function_name
-        )
+        reader: Callable[[Path], Dataset] = load_attr(self.reader)
         return reader
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 from clrec.errors import ClrecError
+from clrec.loading import load_attr
 from clrec.models.base import Recommender
 
 # name -> "module:Class"; imported only when used, so light commands stay fast
@@ -25,8 +25,7 @@ def model_class(name: str) -> type[Recommender]:
     """The Recommender class registered under ``name``."""
     if name not in MODELS:
         raise ClrecError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    module_name, class_name = MODELS[name].split(":")
-    cls: type[Recommender] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Recommender] = load_attr(MODELS[name])
     return cls
 
 

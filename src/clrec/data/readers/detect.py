@@ -15,6 +15,7 @@ from pathlib import Path
 from clrec.data.readers.generic import SUPPORTED_EXTENSIONS, GenericSource, read_generic
 from clrec.data.schema import Dataset
 from clrec.errors import DataError
+from clrec.loading import load_attr
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,7 @@ class Layout:
         return all((folder / name).is_file() for name in self.required)
 
     def load(self) -> Callable[[Path], Dataset]:
-        module_name, function_name = self.reader.split(":")
-        reader: Callable[[Path], Dataset] = getattr(
-            importlib.import_module(module_name), function_name
-        )
+        reader: Callable[[Path], Dataset] = load_attr(self.reader)
         return reader
 
 
