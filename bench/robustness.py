@@ -5,7 +5,7 @@ interactions are added to the training data.
     .venv/bin/python bench/robustness.py --models lightgcn,lightgcn-apr --rates 0.2
     .venv/bin/python bench/robustness.py --dataset ml-1m --time-cap 6 --append BENCHMARKS.md
 
-Every model runs :func:`clrec.evaluation.robustness.noise_curve` on the data set's preset
+Every model runs :func:`clrec.robustness.noise_curve` on the data set's preset
 (``configs/DATASET.yaml``; ``configs/DATASET-MODEL.yaml`` where one exists, else the preset
 with ``model.name=MODEL`` and the model's defaults, as ``bench/peers/run.sh`` does): one split,
 a clean fit and one fit per rate with ``rate × |train|`` uniformly random fake pairs added to
@@ -39,7 +39,7 @@ import torch
 from machine import commit, cpu_name, publish
 
 from clrec.config import RunConfig
-from clrec.evaluation.robustness import (
+from clrec.robustness import (
     RESULT_NAME,
     NoiseConfig,
     bootstrap_changes,

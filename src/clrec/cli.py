@@ -82,7 +82,7 @@ def _torchrun_group() -> Iterator[None]:
     if world_size <= 1:
         yield
         return
-    from clrec.training.distributed import init_from_torchrun, shutdown
+    from clrec.distributed import init_from_torchrun, shutdown
 
     init_from_torchrun(local_rank=local_rank)
     try:
@@ -557,8 +557,8 @@ def models_command() -> None:
 
 
 def _run_and_print(config: RunConfig, out: Path) -> None:
+    from clrec.distributed import is_main
     from clrec.experiment import run_experiment
-    from clrec.training.distributed import is_main
 
     results = run_experiment(config, out, _data_root())
     if not is_main():  # another rank of a distributed run: rank 0 reports
@@ -759,7 +759,7 @@ def robustness_command(
     """Noise curve: fit the config's model clean and with random fake training interactions
     added at each rate; report test metrics and the NDCG@10 lost against the clean fit."""
     from clrec.config import RunConfig
-    from clrec.evaluation.robustness import RESULT_NAME, NoiseConfig, noise_curve, parse_rates
+    from clrec.robustness import RESULT_NAME, NoiseConfig, noise_curve, parse_rates
 
     config = RunConfig.from_yaml(config_path, overrides or [])
     noise = NoiseConfig(rates=parse_rates(rates), seed=seed)

@@ -22,27 +22,28 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from clrec.config import RunConfig
+from clrec.config import DataConfig, RunConfig
 from clrec.data import filters, registry
 from clrec.data.describe import describe
 from clrec.data.schema import Dataset
 from clrec.data.splits import Split, split_dataset
+from clrec.distributed import is_main
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import SEGMENT_METRICS, EvaluationResult, Evaluator
 from clrec.evaluation.metrics import paired_test
 from clrec.models.base import Recommender, Validator
 from clrec.models.registry import build_model, load_model
-from clrec.training.distributed import is_main
 
 
-def prepare_data(config: RunConfig, data_root: Path | None) -> Dataset:
-    """Load the configured data set and apply its filters."""
-    dataset = registry.load(config.data.name, data_root)
-    if config.data.min_rating is not None:
-        dataset = filters.binarize(dataset, config.data.min_rating)
-    if config.data.k_core > 0:
-        dataset = filters.k_core(dataset, config.data.k_core, config.data.k_core)
-    if config.data.drop_unused:
+def prepare_data(data: DataConfig, data_root: Path | None) -> Dataset:
+    """Load the configured data set and apply its filters (what ``clrec train`` and
+    ``clrec data split`` both read, so the two always see the same data set)."""
+    dataset = registry.load(data.name, data_root)
+    if data.min_rating is not None:
+        dataset = filters.binarize(dataset, data.min_rating)
+    if data.k_core > 0:
+        dataset = filters.k_core(dataset, data.k_core, data.k_core)
+    if data.drop_unused:
         dataset = filters.compact(dataset)
     return dataset
 
@@ -79,7 +80,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Fit and evaluate the configured model; write the run folder and return its metrics.
 
-    In a distributed run (see :mod:`clrec.training.distributed`) every rank prepares the data
+    In a distributed run (see :mod:`clrec.distributed`) every rank prepares the data
     and trains; rank 0 alone writes, evaluates and returns the metrics, the others ``{}``.
     """
     run_dir = Path(out)
@@ -87,7 +88,7 @@ def run_experiment(
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_plain(), sort_keys=False))
-    dataset = prepare_data(config, data_root)
+    dataset = prepare_data(config.data, data_root)
     split = split_dataset(dataset, config.split)
     split.verify(dataset)
     if main:
@@ -99,7 +100,7 @@ def run_experiment(
         return {}
     model.save(run_dir / "model")
 
-    results = _evaluate_and_write(run_dir, model, evaluator, split)
+    results = evaluate_and_write(run_dir, model, evaluator, split)
     results.update(
         {
             "model": model.name,
@@ -110,7 +111,7 @@ def run_experiment(
         }
     )
     results["timing"]["fit_seconds"] = round(fit_seconds, 3)
-    return _write_metrics(run_dir, results, config.report)
+    return write_metrics(run_dir, results, config.report)
 
 
 def reevaluate(run_dir: str | Path) -> dict[str, Any]:
@@ -124,12 +125,12 @@ def reevaluate(run_dir: str | Path) -> dict[str, Any]:
     split = Split.load(root / "split")
     model = load_model(root / "model")
     previous = json.loads(metrics_path.read_text())
-    results = _evaluate_and_write(
+    results = evaluate_and_write(
         root, model, Evaluator(dataset, split.train, config.evaluation), split
     )
     previous.update({k: v for k, v in results.items() if k != "timing"})
     previous.setdefault("timing", {}).update(results["timing"])
-    return _write_metrics(root, previous, config.report)
+    return write_metrics(root, previous, config.report)
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "ndcg@10") -> dict[str, Any]:
@@ -151,9 +152,12 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "ndcg@10") 
     return {"metric": metric, "run_a": str(run_a), "run_b": str(run_b), **result}
 
 
-def _evaluate_and_write(
+def evaluate_and_write(
     run_dir: Path, model: Recommender, evaluator: Evaluator, split: Split
 ) -> dict[str, Any]:
+    """Evaluate ``model`` on the valid and test parts (and, on a cold-item split, over each
+    part's cold items), write the per-user tables to ``run_dir`` and return the metrics,
+    segments and timings."""
     started = time.perf_counter()
     valid = evaluator.evaluate(model, split.valid, [split.train])
     valid_seconds = time.perf_counter() - started
@@ -205,7 +209,8 @@ def _cold_segment(result: EvaluationResult, ks: tuple[int, ...]) -> dict[str, An
     return row
 
 
-def _write_metrics(run_dir: Path, results: dict[str, Any], report: bool) -> dict[str, Any]:
+def write_metrics(run_dir: Path, results: dict[str, Any], report: bool) -> dict[str, Any]:
+    """Write ``metrics.json`` (and with ``report`` ``summary.md`` / ``report.html``)."""
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     if report:
         from clrec.evaluation.report import write_report

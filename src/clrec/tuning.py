@@ -407,7 +407,7 @@ def _objective(
     config: RunConfig, space: TuneConfig, resolved: dict[str, Any], data_root: Path | None
 ) -> Callable[[optuna.Trial], float]:
     """Prepare data and split once; return the objective that fits and validates one trial."""
-    dataset = prepare_data(config, data_root)
+    dataset = prepare_data(config.data, data_root)
     split = split_dataset(dataset, config.split)
     train = dataset.with_interactions(split.train)
     evaluator = Evaluator(dataset, split.train, replace(config.evaluation, progress=False))

@@ -107,7 +107,7 @@ def test_best_yaml_holds_the_best_validation_trial(ease_tune: tuple[Path, TuneRe
 
 def test_only_the_validation_part_is_ranked(ease_tune: tuple[Path, TuneResult]) -> None:
     config = RunConfig.from_mapping(EASE_BASE)
-    split = split_dataset(prepare_data(config, None), config.split)
+    split = split_dataset(prepare_data(config.data, None), config.split)
     assert len(RecordingEvaluator.targets) == 3
     for target in RecordingEvaluator.targets:
         pd.testing.assert_frame_equal(target, split.valid)

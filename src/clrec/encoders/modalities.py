@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from clrec import distributed
 from clrec.encoders.cache import EmbeddingCache, content_hash
 from clrec.encoders.text import TextEncoder, TextEncoderConfig, TextTemplate, default_template
 from clrec.errors import ClrecError
-from clrec.training import distributed
 
 if TYPE_CHECKING:
     from clrec.data.schema import Dataset

@@ -17,7 +17,7 @@ temporary file and renamed, so a kill never leaves a half-written one) and, when
 there, resumes from it. With a ``log_dir`` every loss part and metric goes to TensorBoard.
 
 Under ``torchrun`` (a ``torch.distributed`` process group of more than one process, see
-:mod:`clrec.training.distributed`) the same call trains data-parallel with PyTorch's
+:mod:`clrec.distributed`) the same call trains data-parallel with PyTorch's
 ``DistributedDataParallel``: every rank builds the same epoch (hence the seeding above), takes
 batches ``rank, rank + world, ...`` of it and DDP averages the gradients before each step, so
 ``world`` processes with batch size B follow one process whose batches are the concatenations
@@ -42,8 +42,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from clrec import distributed
 from clrec.errors import ClrecError
-from clrec.training import distributed
 
 BatchT = TypeVar("BatchT")
 logger = logging.getLogger(__name__)

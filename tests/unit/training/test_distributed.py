@@ -28,6 +28,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from clrec import distributed
 from clrec.data.schema import Dataset
 from clrec.encoders.cache import EmbeddingCache
 from clrec.encoders.modalities import TextModality, encode_dataset
@@ -36,7 +37,6 @@ from clrec.errors import ClrecError
 from clrec.models.base import Recommender
 from clrec.models.lightgcn import LightGCN
 from clrec.models.mf import BPRMF, EmbeddingRecommender
-from clrec.training import distributed
 from clrec.training.loop import CHECKPOINT_NAME, LoopConfig, TrainResult, run_training
 from tiny_bert import make_tiny_bert
 

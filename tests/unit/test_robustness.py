@@ -15,7 +15,8 @@ from clrec.config import RunConfig
 from clrec.data.schema import Dataset
 from clrec.data.splits import split_dataset
 from clrec.errors import ClrecError
-from clrec.evaluation.robustness import (
+from clrec.experiment import prepare_data, run_experiment
+from clrec.robustness import (
     INJECTED,
     NoiseConfig,
     bootstrap_changes,
@@ -24,7 +25,6 @@ from clrec.evaluation.robustness import (
     parse_rates,
     run_label,
 )
-from clrec.experiment import prepare_data, run_experiment
 
 
 def _frame(n_users: int = 12, n_items: int = 30, per_user: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -206,7 +206,7 @@ def test_clean_point_is_the_clean_experiment(tmp_path: Path) -> None:
 def test_noise_goes_to_train_only_and_is_nested(tmp_path: Path) -> None:
     config = _config(_communities(tmp_path), "popularity", {})
     noise_curve(config, NoiseConfig(rates=(0.1, 0.3)), out=tmp_path / "curve")
-    dataset = prepare_data(config, None)
+    dataset = prepare_data(config.data, None)
     split = split_dataset(dataset, config.split)
     small = pd.read_parquet(tmp_path / "curve" / "noise-0.1" / "injected.parquet")
     large = pd.read_parquet(tmp_path / "curve" / "noise-0.3" / "injected.parquet")

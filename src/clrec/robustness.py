@@ -47,7 +47,7 @@ from clrec.data.splits import Split, split_dataset
 from clrec.errors import ClrecError
 
 # run_experiment's own wiring (validator, valid / test passes, metrics.json), reused as is
-from clrec.experiment import _evaluate_and_write, _write_metrics, fit_model, prepare_data
+from clrec.experiment import evaluate_and_write, fit_model, prepare_data, write_metrics
 
 INJECTED = "injected"  # boolean column of inject_noise's result: True on fake rows
 RESULT_NAME = "robustness.json"
@@ -192,7 +192,7 @@ def noise_curve(
     ``out/<rate>/`` and the result to ``out/robustness.json``.
     """
     _check_metric(config, noise.metric)
-    dataset = prepare_data(config, data_root)
+    dataset = prepare_data(config.data, data_root)
     split = split_dataset(dataset, config.split)
     split.verify(dataset)
     rng = np.random.default_rng(noise.seed)
@@ -307,9 +307,9 @@ def _fit_and_evaluate(
     """Fit the configured model on ``split.train`` and evaluate it as ``run_experiment`` does
     (same validator, same valid / test passes), writing ``run_dir/metrics.json``."""
     model, evaluator, fit_seconds = fit_model(config, dataset, split)
-    results = _evaluate_and_write(run_dir, model, evaluator, split)
+    results = evaluate_and_write(run_dir, model, evaluator, split)
     results["timing"]["fit_seconds"] = round(fit_seconds, 3)
-    _write_metrics(run_dir, {**results, "model": model.name, "history": model.history}, False)
+    write_metrics(run_dir, {**results, "model": model.name, "history": model.history}, False)
     return {
         "protocol": results["protocol"],
         "valid": results["valid"],
