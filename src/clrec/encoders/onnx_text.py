@@ -11,7 +11,7 @@ temporary file and rename it into place.
 Measured on ML-1M titles + DBpedia abstracts (see ``bench/text_encoder_speed.py``): about
 2–3× the items/second of the fp32 torch path at a mean cosine of ~0.99 to it. Pooling and
 normalisation run in numpy, the same maths as the torch path
-(:func:`clrec.encoders.text.pool_numpy`).
+(:func:`clrec.encoders.text_pooling.pool_numpy`).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from clrec.encoders.text import (
+from clrec.encoders.runtime import default_onnx_dir
+from clrec.encoders.text_model import (
     ModelFiles,
     TextEncoderConfig,
     load_tokenizer,
     load_transformer,
     missing_dependency,
-    pool_numpy,
 )
+from clrec.encoders.text_pooling import pool_numpy
 from clrec.errors import ClrecError
 
 ONNX_OPSET = 17
@@ -48,11 +49,6 @@ _PROBE_TEXTS = (
     "Short one",
     "A third, somewhat longer probe sentence, so the batch needs padding to its length.",
 )
-
-
-def default_onnx_dir() -> Path:
-    """Where exported models live unless ``TextEncoderConfig.onnx_dir`` says otherwise."""
-    return Path.home() / ".cache" / "clrec" / "onnx"
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
