@@ -2,266 +2,56 @@
 
 The input is the results dict a run writes (``metrics.json``): model, dataset summary, split,
 ``valid`` / ``test`` metrics keyed ``name@K``, per-segment metrics, training history, timing
-and config. Any key may be missing or empty; sections without data are left out.
+and config. Any key may be missing or empty; sections without data are left out
+(:mod:`clrec.evaluation.report_data` reads the dict).
 
-The HTML page opens offline: no scripts, no external styles or fonts, and plots drawn by
-matplotlib's Agg canvas (through ``matplotlib.figure.Figure``, which leaves pyplot's global
-state alone) and embedded as base64 PNG. matplotlib is the optional ``report`` extra.
+The HTML page opens offline: no scripts, no external styles or fonts, and plots
+(:mod:`clrec.evaluation.report_plots`) embedded as base64 PNG. matplotlib is the optional
+``report`` extra.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import math
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from clrec import __version__
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-# Accuracy metrics first, in the order readers look for them; other names follow sorted.
-ACCURACY_ORDER = ("recall", "ndcg", "hit", "mrr", "precision", "map")
-# Beyond-accuracy names (ours and RecBole's spellings): plotted as popularity bias, not curves.
-BEYOND_ACCURACY = (
-    "coverage",
-    "itemcoverage",
-    "average_popularity",
-    "averagepopularity",
-    "gini",
-    "giniindex",
-    "tail_share",
-    "tailpercentage",
-    "shannonentropy",
-    "entropy",
-    "novelty",
+from clrec.evaluation.report_data import (
+    as_mapping,
+    as_number,
+    dataset_line,
+    fmt,
+    history_rows,
+    metric_rows,
+    run_title,
+    segment_buckets,
+    segment_columns,
+    segment_rows,
+    split_config,
 )
-# Keys of a segment bucket that count things rather than measure quality.
-COUNT_KEYS = ("users", "items", "interactions", "n")
-MISSING = "–"
-VALID_COLOUR, TEST_COLOUR = "#e07b39", "#2b6cb0"
-_AT_K = re.compile(r"^(?P<name>.+)@(?P<k>\d+)$")
+from clrec.evaluation.report_plots import metric_curves, segment_bars, training_curve
 
-
-# --- reading the run dict tolerantly ------------------------------------------------------
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float when it is a real number (not a bool), else None."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-        return None
-    return float(value)
-
-
-def _metrics_at_k(metrics: Mapping[str, Any]) -> dict[str, dict[int, float]]:
-    """``{"recall@10": 0.1}`` → ``{"recall": {10: 0.1}}``; keys without ``@K`` dropped."""
-    out: dict[str, dict[int, float]] = {}
-    for key, value in metrics.items():
-        match = _AT_K.match(str(key))
-        number = _number(value)
-        if match and number is not None:
-            out.setdefault(match["name"], {})[int(match["k"])] = number
-    return out
-
-
-def _is_beyond(name: str) -> bool:
-    return name.lower() in BEYOND_ACCURACY
-
-
-def _ordered_names(names: set[str]) -> list[str]:
-    """Accuracy names in reading order, then the rest sorted, beyond-accuracy last."""
-    known = [n for n in ACCURACY_ORDER if n in names]
-    beyond = [n for n in BEYOND_ACCURACY if n in names]
-    rest = sorted(n for n in names if n not in known and n not in beyond)
-    return known + rest + beyond
-
-
-def _ordered_metric_keys(keys: set[str]) -> list[str]:
-    """``name@K`` keys ordered by name (as above) then K; other keys after, sorted."""
-    parsed = {k: _AT_K.match(k) for k in keys}
-    names = {m["name"] for m in parsed.values() if m}
-    ordered: list[str] = []
-    for name in _ordered_names(names):
-        ks = sorted(int(m["k"]) for m in parsed.values() if m and m["name"] == name)
-        ordered += [f"{name}@{k}" for k in ks]
-    return ordered + sorted(k for k, m in parsed.items() if not m)
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """One bucket's metrics: ``group`` names the split and family, ``bucket`` the bucket."""
-
-    group: str
-    bucket: str
-    values: Mapping[str, Any]
-
-
-def _is_leaf(node: Mapping[str, Any]) -> bool:
-    return any(_number(v) is not None for v in node.values())
-
-
-def _segments(tree: Any, path: tuple[str, ...] = ()) -> list[_Segment]:
-    """Flatten nested segments to buckets, whatever the depth and names.
-
-    A mapping holding numbers is a bucket; its parent path is its group (``segments`` at the
-    top). A bucket whose siblings are whole families (``test.cold_users`` beside
-    ``test.item_popularity``) is a family of its own with the single bucket ``all``.
-    """
-    node = _mapping(tree)
-    children = {str(k): _mapping(v) for k, v in node.items() if _mapping(v)}
-    mixed = any(not _is_leaf(c) for c in children.values())
-    found: list[_Segment] = []
-    for key, child in children.items():
-        if _is_leaf(child):
-            if mixed:
-                found.append(_Segment(" / ".join((*path, key)), "all", child))
-            else:
-                found.append(_Segment(" / ".join(path) or "segments", key, child))
-        else:
-            found += _segments(child, (*path, key))
-    return found
-
-
-def _history(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    history = run.get("history")
-    if not isinstance(history, Sequence) or isinstance(history, str):
-        return []
-    return [_mapping(row) for row in history if _mapping(row)]
-
-
-def _split_config(split: Mapping[str, Any]) -> dict[str, Any]:
-    """Split settings: ``split["config"]``, or the split summary's own top-level settings."""
-    config = dict(_mapping(split.get("config")))
-    for key, value in split.items():
-        if key not in ("config", "sizes", "guarantees") and key not in config:
-            config[key] = value
-    return config
-
-
-# --- formatting ---------------------------------------------------------------------------
-
-
-def _fmt(value: Any, plain: bool = False) -> str:
-    """Readable text for a number, string, list or mapping.
-
-    Counts get thousands separators and fractions four decimals; ``plain`` (settings such
-    as seeds and ratios) prints numbers as written.
-    """
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return str(value).lower()
-    number = _number(value)
-    if number is not None:
-        if math.isnan(number) or math.isinf(number):
-            return str(number)
-        if plain:
-            return str(int(number)) if number.is_integer() else f"{number:g}"
-        if number.is_integer() and abs(number) < 1e15:
-            return f"{int(number):,}"
-        if abs(number) >= 100:
-            return f"{number:,.1f}"
-        if abs(number) >= 1:
-            return f"{number:.3f}"
-        if abs(number) >= 1e-3:
-            return f"{number:.4f}"
-        return f"{number:.3g}"
-    if isinstance(value, Mapping | list | tuple) and not value:
-        return MISSING
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k} {_fmt(v, plain)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v, plain) for v in value)
-    return str(value)
-
-
-def _fmt_metric(key: str, value: Any) -> str:
-    """A metric cell: counts as counts, measures with four decimals (0 as 0.0000)."""
-    number = _number(value)
-    if key in COUNT_KEYS or number is None or math.isnan(number) or abs(number) >= 100:
-        return _fmt(value)
-    return f"{number:.4f}"
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config as dotted keys, so it fits a two-column table."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
+# --- Markdown -----------------------------------------------------------------------------
 
 
 def _sizes_line(sizes: Mapping[str, Any]) -> str:
     parts = []
     for part, counts in sizes.items():
-        counts = _mapping(counts)
-        text = " · ".join(f"{_fmt(v)} {k}" for k, v in counts.items())
+        counts = as_mapping(counts)
+        text = " · ".join(f"{fmt(v)} {k}" for k, v in counts.items())
         parts.append(f"{part} {text}" if text else str(part))
     return "; ".join(parts)
-
-
-def _dataset_line(dataset: Mapping[str, Any]) -> str:
-    name = dataset.get("name", "dataset")
-    counts = [f"{_fmt(dataset[k])} {k}" for k in ("users", "items", "interactions") if k in dataset]
-    if "density" in dataset:
-        counts.append(f"density {_fmt(dataset['density'])}")
-    return f"{name} — {', '.join(counts)}" if counts else str(name)
-
-
-def _title(run: Mapping[str, Any]) -> str:
-    model = run.get("model") or "model"
-    dataset = _mapping(run.get("dataset")).get("name")
-    return f"{model} on {dataset}" if dataset else str(model)
-
-
-def _metric_rows(run: Mapping[str, Any]) -> list[list[str]]:
-    valid, test = _mapping(run.get("valid")), _mapping(run.get("test"))
-    keys = {str(k) for part in (valid, test) for k, v in part.items() if _number(v) is not None}
-    return [
-        [key, _fmt_metric(key, valid.get(key)), _fmt_metric(key, test.get(key))]
-        for key in _ordered_metric_keys(keys)
-    ]
-
-
-def _segment_columns(segments: list[_Segment]) -> list[str]:
-    keys = {str(k) for s in segments for k, v in s.values.items() if _number(v) is not None}
-    counts = [k for k in COUNT_KEYS if k in keys]
-    return counts + _ordered_metric_keys(keys - set(counts))
-
-
-def _segment_rows(segments: list[_Segment], columns: list[str]) -> list[list[str]]:
-    return [
-        [s.group, s.bucket, *(_fmt_metric(c, s.values.get(c)) for c in columns)] for s in segments
-    ]
 
 
 def _timing_line(timing: Mapping[str, Any]) -> str:
     parts = []
     for key, value in timing.items():
         label = str(key).removesuffix("_seconds").replace("_", " ")
-        number = _number(value)
-        parts.append(f"{label} {number:.2f} s" if number is not None else f"{label} {_fmt(value)}")
+        number = as_number(value)
+        parts.append(f"{label} {number:.2f} s" if number is not None else f"{label} {fmt(value)}")
     return ", ".join(parts)
-
-
-# --- Markdown -----------------------------------------------------------------------------
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -276,165 +66,38 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_summary(run: Mapping[str, Any]) -> str:
     """The Markdown summary: dataset, split, protocol, metrics, segments, training, timing."""
-    dataset, split = _mapping(run.get("dataset")), _mapping(run.get("split"))
-    lines = [f"# clrec run: {_title(run)}", ""]
+    dataset, split = as_mapping(run.get("dataset")), as_mapping(run.get("split"))
+    lines = [f"# clrec run: {run_title(run)}", ""]
     if dataset:
-        lines.append(f"- **Dataset**: {_dataset_line(dataset)}")
+        lines.append(f"- **Dataset**: {dataset_line(dataset)}")
     if split:
         settings = ", ".join(
-            f"{k}=[{_fmt(v, plain=True)}]"
+            f"{k}=[{fmt(v, plain=True)}]"
             if isinstance(v, list | tuple)
-            else f"{k}={_fmt(v, plain=True)}"
-            for k, v in _split_config(split).items()
+            else f"{k}={fmt(v, plain=True)}"
+            for k, v in split_config(split).items()
             if isinstance(v, str | int | float | list | tuple)
         )
-        sizes = _sizes_line(_mapping(split.get("sizes")))
+        sizes = _sizes_line(as_mapping(split.get("sizes")))
         lines.append(f"- **Split**: {'; '.join(t for t in (settings, sizes) if t)}")
     if run.get("protocol"):
         lines.append(f"- **Protocol**: {run['protocol']}")
-    timing = _mapping(run.get("timing"))
+    timing = as_mapping(run.get("timing"))
     if timing:
         lines.append(f"- **Timing**: {_timing_line(timing)}")
-    rows = _metric_rows(run)
+    rows = metric_rows(run)
     if rows:
         lines += ["", "## Metrics", "", _md_table(["metric", "valid", "test"], rows)]
-    segments = _segments(run.get("segments"))
+    segments = segment_buckets(run.get("segments"))
     if segments:
-        columns = _segment_columns(segments)
-        table = _md_table(["segment", "bucket", *columns], _segment_rows(segments, columns))
+        columns = segment_columns(segments)
+        table = _md_table(["segment", "bucket", *columns], segment_rows(segments, columns))
         lines += ["", "## Segments", "", table]
-    history = _history(run)
+    history = history_rows(run)
     if history:
-        last = ", ".join(f"{k} {_fmt(v)}" for k, v in history[-1].items() if k != "epoch")
+        last = ", ".join(f"{k} {fmt(v)}" for k, v in history[-1].items() if k != "epoch")
         lines += ["", "## Training", "", f"{len(history)} epochs; last: {last}"]
     return "\n".join(lines) + "\n"
-
-
-# --- plots --------------------------------------------------------------------------------
-
-
-def _grid(
-    figure_class: type[Figure], n: int, width: float, height: float, sharey: bool = False
-) -> tuple[Figure, list[Axes]]:
-    """A figure with ``n`` panels in up to three columns, unused cells hidden."""
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    figure = figure_class(figsize=(width * cols, height * rows), layout="constrained")
-    axes = list(figure.subplots(rows, cols, squeeze=False, sharey=sharey).ravel())
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return figure, axes[:n]
-
-
-def _png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _style(ax: Axes) -> None:
-    ax.grid(True, alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
-
-
-def _curves(
-    figure_class: type[Figure], run: Mapping[str, Any], beyond: bool, title: str
-) -> str | None:
-    """Metric vs K, valid dashed and test solid, one panel per metric name."""
-    parts = {
-        "valid": _metrics_at_k(_mapping(run.get("valid"))),
-        "test": _metrics_at_k(_mapping(run.get("test"))),
-    }
-    names = {n for values in parts.values() for n in values if _is_beyond(n) == beyond}
-    if not names:
-        return None
-    ordered = _ordered_names(names)
-    figure, axes = _grid(figure_class, len(ordered), 3.6, 2.7)
-    for ax, name in zip(axes, ordered, strict=True):
-        for part, colour, line in (("valid", VALID_COLOUR, "--"), ("test", TEST_COLOUR, "-")):
-            series = parts[part].get(name)
-            if series:
-                ks = sorted(series)
-                ax.plot(ks, [series[k] for k in ks], line, marker="o", color=colour, label=part)
-                ax.set_xticks(ks)
-        ax.set_title(name)
-        ax.set_xlabel("K")
-        _style(ax)
-    axes[0].legend(frameon=False)
-    figure.suptitle(title)
-    return _png(figure)
-
-
-def _segment_bars(figure_class: type[Figure], segments: list[_Segment]) -> str | None:
-    """Grouped bars per segment family: buckets on x, one bar per metric at the smallest K."""
-    groups: dict[str, list[_Segment]] = {}
-    for segment in segments:
-        groups.setdefault(segment.group, []).append(segment)
-    measures = [c for c in _segment_columns(segments) if c not in COUNT_KEYS]
-    ks = [int(m["k"]) for m in map(_AT_K.match, measures) if m]
-    # every K would multiply the bars; the segments table holds them all
-    at_smallest = [c for c in measures if ks and c.endswith(f"@{min(ks)}")]
-    metric_keys = (at_smallest or measures)[:6]
-    if not metric_keys:
-        return None
-    # one y scale for every panel, so families compare at a glance
-    figure, axes = _grid(figure_class, len(groups), 4.2, 3.0, sharey=True)
-    width = 0.8 / len(metric_keys)
-    colours = [f"C{i}" for i in range(len(metric_keys))]
-    for ax, (group, members) in zip(axes, groups.items(), strict=True):
-        for j, key in enumerate(metric_keys):
-            xs = [i + (j - (len(metric_keys) - 1) / 2) * width for i in range(len(members))]
-            heights = [_number(m.values.get(key)) or 0.0 for m in members]
-            ax.bar(xs, heights, width * 0.95, color=colours[j], label=key)
-        labels = []
-        for m in members:
-            users = _number(m.values.get("users"))
-            labels.append(f"{m.bucket}\n({_fmt(users)} users)" if users is not None else m.bucket)
-        ax.set_xticks(range(len(members)), labels, fontsize=8)
-        ax.set_title(group, fontsize=10)
-        _style(ax)
-        ax.grid(False, axis="x")
-    figure.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncols=len(metric_keys),
-        frameon=False,
-    )
-    figure.suptitle("Metrics per segment")
-    return _png(figure)
-
-
-def _training_curve(figure_class: type[Figure], history: list[Mapping[str, Any]]) -> str | None:
-    """Loss, validation metrics and other per-epoch numbers against the epoch."""
-    from matplotlib.ticker import MaxNLocator
-
-    keys: list[str] = []
-    for row in history:
-        keys += [str(k) for k, v in row.items() if k != "epoch" and _number(v) is not None]
-    keys = list(dict.fromkeys(keys))
-    panels = {
-        "loss": [k for k in keys if "loss" in k],
-        "validation metrics": [k for k in keys if "loss" not in k and "@" in k],
-    }
-    panels.update({k: [k] for k in keys if "loss" not in k and "@" not in k})
-    panels = {title: members for title, members in panels.items() if members}
-    if not panels:
-        return None
-    epochs = [_number(row.get("epoch")) or float(i + 1) for i, row in enumerate(history)]
-    figure, axes = _grid(figure_class, len(panels), 3.8, 2.7)
-    for ax, (title, members) in zip(axes, panels.items(), strict=True):
-        for key in members:
-            points = [(e, _number(r.get(key))) for e, r in zip(epochs, history, strict=True)]
-            xs = [e for e, v in points if v is not None]
-            ax.plot(xs, [v for _, v in points if v is not None], marker=".", label=key)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(members) > 1:
-            ax.legend(frameon=False, fontsize=8)
-        _style(ax)
-    figure.suptitle("Training")
-    return _png(figure)
 
 
 # --- HTML ---------------------------------------------------------------------------------
@@ -463,6 +126,18 @@ footer { color: #718096; font-size: 12px; margin-top: 32px; }
 """
 
 
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config as dotted keys, so it fits a two-column table."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def _html_table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> str:
     head = "".join(
         f'<th class="text">{html.escape(h)}</th>'
@@ -483,7 +158,7 @@ def _html_table(header: list[str], rows: list[list[str]], text_columns: int = 1)
 
 
 def _key_values(values: Mapping[str, Any], plain: bool = False) -> str:
-    rows = [[str(k), _fmt(v, plain)] for k, v in values.items()]
+    rows = [[str(k), fmt(v, plain)] for k, v in values.items()]
     return _html_table(["key", "value"], rows, 2)
 
 
@@ -502,10 +177,10 @@ def render_html(run: Mapping[str, Any]) -> str:
 
     figure_class = Figure
 
-    dataset, split = _mapping(run.get("dataset")), _mapping(run.get("split"))
-    segments = _segments(run.get("segments"))
-    history = _history(run)
-    title = html.escape(_title(run))
+    dataset, split = as_mapping(run.get("dataset")), as_mapping(run.get("split"))
+    segments = segment_buckets(run.get("segments"))
+    history = history_rows(run)
+    title = html.escape(run_title(run))
     out = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -514,12 +189,12 @@ def render_html(run: Mapping[str, Any]) -> str:
         f"<h1>clrec report: {title}</h1>",
     ]
     if dataset:
-        out.append(f'<p class="sub">{html.escape(_dataset_line(dataset))}</p>')
+        out.append(f'<p class="sub">{html.escape(dataset_line(dataset))}</p>')
     if run.get("protocol"):
         out.append(f'<p class="sub">Protocol: {html.escape(str(run["protocol"]))}</p>')
 
-    rows = _metric_rows(run)
-    accuracy = _curves(figure_class, run, False, "Accuracy at K (valid dashed, test solid)")
+    rows = metric_rows(run)
+    accuracy = metric_curves(figure_class, run, False, "Accuracy at K (valid dashed, test solid)")
     if rows or accuracy:
         out.append("<section><h2>Metrics</h2>")
         if rows:
@@ -527,7 +202,7 @@ def render_html(run: Mapping[str, Any]) -> str:
         out.append(_image(accuracy, "metric@K curves", "Each metric against the cut-off K."))
         out.append("</section>")
 
-    bias = _curves(figure_class, run, True, "Popularity bias and diversity at K")
+    bias = metric_curves(figure_class, run, True, "Popularity bias and diversity at K")
     if bias:
         out.append("<section><h2>Popularity bias and diversity</h2>")
         out.append(
@@ -542,14 +217,12 @@ def render_html(run: Mapping[str, Any]) -> str:
         out.append("</section>")
 
     if segments:
-        columns = _segment_columns(segments)
+        columns = segment_columns(segments)
         out.append("<section><h2>Segments</h2>")
-        out.append(
-            _html_table(["segment", "bucket", *columns], _segment_rows(segments, columns), 2)
-        )
+        out.append(_html_table(["segment", "bucket", *columns], segment_rows(segments, columns), 2))
         out.append(
             _image(
-                _segment_bars(figure_class, segments),
+                segment_bars(figure_class, segments),
                 "segment bars",
                 "Metrics per bucket at the smallest K; the table holds every K.",
             )
@@ -557,7 +230,7 @@ def render_html(run: Mapping[str, Any]) -> str:
         out.append("</section>")
 
     if history:
-        curve = _training_curve(figure_class, history)
+        curve = training_curve(figure_class, history)
         if curve:
             out.append("<section><h2>Training</h2>")
             out.append(_image(curve, "training curve", f"{len(history)} epochs."))
@@ -568,24 +241,24 @@ def render_html(run: Mapping[str, Any]) -> str:
         out.append(f"<div><h3>Dataset</h3>{_key_values(dataset)}</div>")
     if split:
         out.append(
-            f"<div><h3>Split settings</h3>{_key_values(_split_config(split), plain=True)}</div>"
+            f"<div><h3>Split settings</h3>{_key_values(split_config(split), plain=True)}</div>"
         )
-        sizes = _mapping(split.get("sizes"))
+        sizes = as_mapping(split.get("sizes"))
         if sizes:
-            columns = list(dict.fromkeys(str(k) for c in sizes.values() for k in _mapping(c)))
+            columns = list(dict.fromkeys(str(k) for c in sizes.values() for k in as_mapping(c)))
             size_rows = [
-                [str(part), *(_fmt(_mapping(c).get(k)) for k in columns)]
+                [str(part), *(fmt(as_mapping(c).get(k)) for k in columns)]
                 for part, c in sizes.items()
             ]
             out.append(f"<div><h3>Sizes</h3>{_html_table(['part', *columns], size_rows)}</div>")
     out.append("</div>")
     guarantees = split.get("guarantees")
     if isinstance(guarantees, list) and guarantees:
-        items = "".join(f"<li>{html.escape(_fmt(g))}</li>" for g in guarantees)
+        items = "".join(f"<li>{html.escape(fmt(g))}</li>" for g in guarantees)
         out.append(f"<h3>Guarantees</h3><ul>{items}</ul>")
     out.append("</section>")
 
-    timing, config = _mapping(run.get("timing")), _mapping(run.get("config"))
+    timing, config = as_mapping(run.get("timing")), as_mapping(run.get("config"))
     if timing or config:
         out.append('<section><h2>Run</h2><div class="cols">')
         if timing:
