@@ -1,17 +1,8 @@
 """The service's durable state: API keys, interaction events and items added through the API.
 
-SQLAlchemy Core over any database URL; only portable SQL is used, so the same code runs on
-SQLite (the default, one file) and PostgreSQL. On SQLite every connection switches to WAL
-mode (readers never block the writer, so several worker processes can share the file) with
-``synchronous=FULL``, so a write the service acknowledged survives a crash or ``kill -9``.
-
-Tables::
-
-    api_keys   id, key_id (public, unique), name, salt, hash, scopes, created, revoked
-    events     id (autoincrement), user, item, kind, value, ts
-    items      id (external item id), content (JSON), vector (float32 bytes), dim,
-               artifact_key, revision, updated
-    counters   name, value: the schema version and the write sequences below
+One :class:`Store` over any database URL; the tables, the connection settings (WAL and
+``synchronous=FULL`` on SQLite) and the schema version live in
+:mod:`clrec.serving.store_schema`.
 
 API keys look like ``clrec_<key_id>_<secret>``: 64 random hex bits to find the row and 256
 random bits of secret. Only ``sha256(salt || token)`` with a per-key random salt is stored, so
@@ -36,18 +27,25 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clrec.errors import ClrecError
-
-SCHEMA_VERSION = 1
-"""Version of the tables this module writes; a newer database is refused."""
+from clrec.serving.store_schema import (
+    COUNTERS,
+    SCHEMA_VERSION,
+    StoreError,
+    api_keys,
+    bump,
+    counters,
+    events,
+    items,
+    make_engine,
+    metadata,
+)
 
 SCOPES = frozenset({"read", "write"})
 """``read``: recommendations, similar items, metrics. ``write``: items and events."""
@@ -57,62 +55,6 @@ _KEY_ID_BYTES = 8  # 16 hex characters: finds the row, is not secret
 _SECRET_BYTES = 32  # 256 bits of secret
 _SALT_BYTES = 16
 _BATCH = 10_000  # rows read at a time when replaying
-_BUSY_TIMEOUT_MS = 10_000
-
-metadata = sa.MetaData()
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("salt", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("scopes", sa.String(100), nullable=False),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("revoked", sa.Float, nullable=True),
-)
-
-_EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: a rowid alias
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", _EVENT_ID, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.String(256), nullable=False),
-    sa.Column("item_id", sa.String(256), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("value", sa.Float, nullable=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Index("ix_events_user", "user_id"),
-)
-
-items = sa.Table(
-    "items",
-    metadata,
-    sa.Column("id", sa.String(256), primary_key=True),
-    sa.Column("content", sa.JSON, nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("artifact_key", sa.String(64), nullable=False),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("updated", sa.Float, nullable=False),
-    sa.Index("ix_items_revision", "revision"),
-)
-
-counters = sa.Table(
-    "counters",
-    metadata,
-    sa.Column("name", sa.String(32), primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False),
-)
-
-_COUNTERS = ("schema", "events", "items", "keys")
-
-
-class StoreError(ClrecError):
-    """The database could not be reached or refused a statement (the service answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +157,7 @@ class Store:
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = make_engine(url)
         if create:
             self.create()
 
@@ -232,7 +174,7 @@ class Store:
                     row.name: int(row.value)
                     for row in conn.execute(sa.select(counters.c.name, counters.c.value))
                 }
-            for name in _COUNTERS:
+            for name in COUNTERS:
                 if name in present:
                     continue
                 start = SCHEMA_VERSION if name == "schema" else 0
@@ -286,7 +228,7 @@ class Store:
         salt = secrets.token_bytes(_SALT_BYTES)
         created = time.time()
         with self._errors("creating an API key"), self.engine.begin() as conn:
-            _bump(conn, "keys", 1)
+            bump(conn, "keys", 1)
             row_id = conn.execute(
                 sa.insert(api_keys).values(
                     key_id=key_id,
@@ -326,7 +268,7 @@ class Store:
         now = time.time()
         match = sa.or_(api_keys.c.key_id == key, api_keys.c.name == key)
         with self._errors("revoking an API key"), self.engine.begin() as conn:
-            _bump(conn, "keys", 1)
+            bump(conn, "keys", 1)
             rows = (
                 conn.execute(sa.select(api_keys).where(match, api_keys.c.revoked.is_(None)))
                 .mappings()
@@ -364,7 +306,7 @@ class Store:
                 }
             )
         with self._errors("recording events"), self.engine.begin() as conn:
-            _bump(conn, "events", len(rows))
+            bump(conn, "events", len(rows))
             conn.execute(sa.insert(events), rows)
         return len(rows)
 
@@ -417,7 +359,7 @@ class Store:
             "updated": now,
         }
         with self._errors("saving an item"), self.engine.begin() as conn:
-            revision = _bump(conn, "items", 1)
+            revision = bump(conn, "items", 1)
             exists = conn.execute(sa.select(items.c.id).where(items.c.id == item_id)).first()
             if exists is None:
                 conn.execute(sa.insert(items).values(id=item_id, revision=revision, **values))
@@ -486,47 +428,6 @@ def _key(row: RowMapping) -> ApiKey:
         created=float(row["created"]),
         revoked=None if row["revoked"] is None else float(row["revoked"]),
     )
-
-
-def _bump(conn: Connection, name: str, by: int) -> int:
-    """Add ``by`` to counter ``name`` as the transaction's first write (its row lock orders
-    concurrent writers) and return the new value."""
-    conn.execute(
-        sa.update(counters).where(counters.c.name == name).values(value=counters.c.value + by)
-    )
-    return int(
-        conn.execute(sa.select(counters.c.value).where(counters.c.name == name)).scalar_one()
-    )
-
-
-def _engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their folder, WAL, FULL sync, a busy wait."""
-    try:
-        parsed = sa.make_url(url)
-    except (SQLAlchemyError, ValueError) as error:
-        raise ClrecError(f"invalid database URL: {error}") from None
-    if parsed.get_backend_name() != "sqlite":
-        try:
-            return sa.create_engine(parsed, pool_pre_ping=True)
-        except (SQLAlchemyError, ImportError) as error:
-            raise StoreError(f"cannot use database {parsed.render_as_string()}: {error}") from None
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(parsed)
-    sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL journal, full fsync on commit, wait instead of failing on a busy database."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-    finally:
-        cursor.close()
 
 
 __all__ = [

@@ -20,9 +20,9 @@ from clrec.serving.store import (
     Event,
     Store,
     StoreError,
-    counters,
     parse_scopes,
 )
+from clrec.serving.store_schema import counters
 
 
 @pytest.fixture
