@@ -11,7 +11,11 @@ Every ``eval_every`` epochs ``validate()`` returns metrics; the best state by ``
 (higher is better) is kept and restored at the end, and training stops after ``patience``
 evaluations without improvement. With ``time_limit_minutes`` it also stops after the first
 epoch that ends past that wall-clock budget (measured from the start of this call, so a resumed
-run gets a fresh budget). With a ``checkpoint_dir`` the loop writes a checkpoint at
+run gets a fresh budget); with ``time_check="batch"`` the clock is also read before every batch,
+and the epoch in which the budget runs out ends there (for models whose epochs are long).
+Optional per-step extras, off by default: gradient-norm clipping (``max_grad_norm``), AdamW
+decay on weight matrices only (``decay_matrices_only``) and a learning-rate schedule
+(``run_training(lr_factor=...)``). With a ``checkpoint_dir`` the loop writes a checkpoint at
 the end of every epoch (model, optimiser, history, best state, counters; written to a
 temporary file and renamed, so a kill never leaves a half-written one) and, when one is
 there, resumes from it. With a ``log_dir`` every loss part and metric goes to TensorBoard.
@@ -67,6 +71,11 @@ class LoopConfig:
     checkpoint_dir: str | None = None
     log_dir: str | None = None
     time_limit_minutes: float | None = None
+    # "batch": also check the time limit before every batch and end the epoch there
+    time_check: Literal["epoch", "batch"] = "epoch"
+    max_grad_norm: float | None = None  # clip the gradients' global L2 norm (None: off)
+    # AdamW: decay weight matrices only, not biases or normalisation gains (the BERT recipe)
+    decay_matrices_only: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -86,6 +95,15 @@ class LoopConfig:
         limit = self.time_limit_minutes
         if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise ClrecError(f"time_limit_minutes must be positive and finite, got {limit}")
+        if self.time_check not in ("epoch", "batch"):
+            raise ClrecError(f"time_check must be 'epoch' or 'batch', got {self.time_check!r}")
+        norm = self.max_grad_norm
+        if norm is not None and not (math.isfinite(norm) and norm > 0):
+            raise ClrecError(f"max_grad_norm must be positive and finite, got {norm}")
+        if norm is not None and self.optimizer == "sparse_adam":
+            raise ClrecError("max_grad_norm cannot clip the sparse gradients of sparse_adam")
+        if self.decay_matrices_only and self.optimizer != "adamw":
+            raise ClrecError(f"decay_matrices_only needs optimizer 'adamw', not {self.optimizer!r}")
 
 
 @dataclass
@@ -105,9 +123,20 @@ def build_optimizer(
     parameters: Iterable[nn.Parameter], config: LoopConfig
 ) -> torch.optim.Optimizer:
     """Adam, AdamW with decoupled weight decay, or SparseAdam (lazy Adam: only the rows a
-    step's sparse gradient touches are updated, so a step costs O(batch), not O(table))."""
+    step's sparse gradient touches are updated, so a step costs O(batch), not O(table)).
+
+    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
+    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
+    """
     if config.optimizer == "sparse_adam":
         return torch.optim.SparseAdam(list(parameters), lr=config.lr)
+    if config.optimizer == "adamw" and config.decay_matrices_only:
+        listed = list(parameters)
+        groups = [
+            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(parameters, lr=config.lr)
@@ -121,13 +150,17 @@ def run_training(
     *,
     validate: Callable[[], dict[str, float]] | None = None,
     fingerprint: dict[str, Any] | None = None,
+    lr_factor: Callable[[int], float] | None = None,
 ) -> TrainResult:
     """Train ``module``'s parameters; restore the best validated state (or keep the last).
 
     ``fingerprint`` (e.g. the model's hyper-parameters and data sizes) is stored in the
     checkpoint; resuming from a checkpoint with another fingerprint is refused. With
     ``config.time_limit_minutes`` training stops after the first epoch (validated, checkpointed
-    and logged as usual) that ends past the limit; ``stopped_by_time`` then says so.
+    and logged as usual) that ends past the limit; ``stopped_by_time`` then says so. With
+    ``time_check="batch"`` an epoch also ends before any batch but its first once the limit is
+    past (a resumed run goes on with the next epoch). ``lr_factor(s)`` multiplies ``config.lr``
+    at optimiser step ``s`` (0-based, counted over the whole run; its position is checkpointed).
 
     In a process group of ``world > 1`` processes each epoch is cut into ``len // world``
     rounds of ``world`` consecutive batches, rank ``r`` taking batch ``r`` of each round; the
@@ -137,6 +170,10 @@ def run_training(
     """
     main = distributed.is_main()
     optimizer = build_optimizer(module.parameters(), config)
+    schedule = (
+        None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    )
+    update = _Update(module, optimizer, schedule, config.max_grad_norm)
     result = TrainResult()
     state = _LoopState()
     checkpoint = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
@@ -147,7 +184,7 @@ def run_training(
             lambda: _read_checkpoint(path) if path.is_file() else None
         )
         if payload is not None:
-            state = _resume(payload, path, module, optimizer, result, fingerprint or {})
+            state = _resume(payload, path, module, update, result, fingerprint or {})
     step = _Stepper(module, batch_loss)  # after resuming: DDP starts every rank from rank 0's
     writer = _summary_writer(config.log_dir if main else None)
     # a checkpoint of a run that already stopped early: nothing left to train
@@ -155,9 +192,14 @@ def run_training(
     first_epoch = config.epochs + 1 if stopped else result.epochs_run + 1
     limit_seconds = None if config.time_limit_minutes is None else 60 * config.time_limit_minutes
     started = time.perf_counter()
+    deadline = (
+        started + limit_seconds
+        if limit_seconds is not None and config.time_check == "batch"
+        else None
+    )
     try:
         for epoch in range(first_epoch, config.epochs + 1):
-            entry = _train_epoch(module, optimizer, epoch, epoch_batches, step, config)
+            entry, cut = _train_epoch(module, update, epoch, epoch_batches, step, config, deadline)
             result.train_seconds += entry["seconds"]
             entry["train_seconds"] = result.train_seconds
             result.epochs_run = epoch
@@ -178,16 +220,16 @@ def run_training(
                         writer.add_scalar(key, value, epoch)
                 writer.flush()
             if checkpoint is not None and main:
-                _save_checkpoint(checkpoint, module, optimizer, result, state, fingerprint or {})
-            if stop:
+                _save_checkpoint(checkpoint, module, update, result, state, fingerprint or {})
+            if stop and not cut:  # an epoch the clock cut short is a time stop
                 break
-            if limit_seconds is not None and epoch < config.epochs:
+            if limit_seconds is not None and (cut or epoch < config.epochs):
                 # rank 0's clock decides for everyone
                 elapsed = distributed.run_on_main(lambda: time.perf_counter() - started)
-                if elapsed > limit_seconds:
+                if cut or elapsed > limit_seconds:
                     result.stopped_by_time = True
                     _say(
-                        f"stopping after epoch {epoch}: the time limit of "
+                        f"stopping {'in' if cut else 'after'} epoch {epoch}: the time limit of "
                         f"{config.time_limit_minutes:g} minutes is spent ({elapsed:.1f} s)",
                         config,
                     )
@@ -243,6 +285,25 @@ class _Stepper:
 
 
 @dataclass
+class _Update:
+    """One optimiser step from a loss: gradients, optional clipping, step, optional schedule."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    max_grad_norm: float | None
+
+    def __call__(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.max_grad_norm is not None:  # parameters without a gradient are skipped
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+
+
+@dataclass
 class _LoopState:
     best_state: dict[str, Tensor] | None = None
     bad_evaluations: int = 0
@@ -250,14 +311,16 @@ class _LoopState:
 
 def _train_epoch(
     module: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    update: _Update,
     epoch: int,
     epoch_batches: Callable[[int], Iterable[BatchT]],
     step: _Stepper,
     config: LoopConfig,
-) -> dict[str, float]:
-    """One pass over ``epoch_batches(epoch)`` (this rank's share); the mean of every loss part
-    over all ranks' batches."""
+    deadline: float | None,
+) -> tuple[dict[str, float], bool]:
+    """One pass over ``epoch_batches(epoch)`` (this rank's share): the mean of every loss part
+    over all ranks' batches, and whether the ``deadline`` (``time.perf_counter`` on rank 0;
+    None: none) ended the pass before its last batch."""
     module.train()
     started = time.perf_counter()
     batches = epoch_batches(epoch)
@@ -275,7 +338,11 @@ def _train_epoch(
     )
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for batch in bar:
+    cut = False
+    for index, batch in enumerate(bar):
+        if index and deadline is not None and _past(deadline):
+            cut = True
+            break
         loss, parts = step(batch)
         # every rank must see a bad loss, or the others would wait in backward forever
         checked = distributed.mean_over_ranks(loss) if parallel else loss
@@ -284,12 +351,11 @@ def _train_epoch(
                 f"the training loss became {float(checked.detach())} in epoch {epoch}; lower "
                 "the learning rate or the contrastive temperature"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+        update(loss)
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
+    bar.close()
     if parallel:  # every rank's sums, merged in rank order: the same entry on every rank
         gathered = distributed.all_gather_objects((sums, counts))
         sums, counts = {}, {}
@@ -299,7 +365,12 @@ def _train_epoch(
                 counts[key] = counts.get(key, 0) + rank_counts[key]
     entry = {"epoch": float(epoch), "seconds": time.perf_counter() - started}
     entry.update({key: sums[key] / counts[key] for key in sums})
-    return entry
+    return entry, cut
+
+
+def _past(deadline: float) -> bool:
+    """Whether rank 0's clock is past ``deadline``, on every rank."""
+    return distributed.run_on_main(lambda: time.perf_counter() > deadline)
 
 
 def _my_batches(batches: list[BatchT], epoch: int) -> list[BatchT]:
@@ -371,7 +442,7 @@ def _say(line: str, config: LoopConfig) -> None:
 def _save_checkpoint(
     path: Path,
     module: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    update: _Update,
     result: TrainResult,
     state: _LoopState,
     fingerprint: dict[str, Any],
@@ -380,11 +451,13 @@ def _save_checkpoint(
     payload = {
         "fingerprint": fingerprint,
         "module": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": update.optimizer.state_dict(),
         "result": asdict(result),
         "best_state": state.best_state,
         "bad_evaluations": state.bad_evaluations,
     }
+    if update.schedule is not None:  # only then: files of runs without one stay as they were
+        payload["schedule"] = update.schedule.state_dict()
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)
@@ -406,7 +479,7 @@ def _resume(
     payload: dict[str, Any],
     path: Path,
     module: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    update: _Update,
     result: TrainResult,
     fingerprint: dict[str, Any],
 ) -> _LoopState:
@@ -415,8 +488,15 @@ def _resume(
             f"{path}: the checkpoint belongs to another model or data set; remove it or use "
             "another checkpoint folder"
         )
+    if ("schedule" in payload) != (update.schedule is not None):
+        raise ClrecError(
+            f"{path}: the checkpoint was written {'with' if 'schedule' in payload else 'without'}"
+            " a learning-rate schedule and this run differs; remove it or use another folder"
+        )
     module.load_state_dict(payload["module"])
-    optimizer.load_state_dict(payload["optimizer"])
+    update.optimizer.load_state_dict(payload["optimizer"])
+    if update.schedule is not None:
+        update.schedule.load_state_dict(payload["schedule"])
     for key, value in payload["result"].items():
         setattr(result, key, value)
     result.resumed_from = result.epochs_run

@@ -234,6 +234,32 @@ def test_lora_on_the_packaged_minilm_trains_under_two_percent() -> None:
     assert trainable / total < 0.02
 
 
+@pytest.mark.parametrize("mode", ["head", "lora"])
+def test_a_frozen_encoder_trains_without_dropout(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """In head mode the encoder is a fixed feature extractor: the shared loop's ``train()``
+    must leave it in eval mode (no dropout noise) while the head's dropout trains."""
+    import clrec.ranking.cross_encoder.ranker as ranker_module
+
+    seen: dict[str, set[bool]] = {"encoder": set(), "dropout": set()}
+    build = ranker_module.build_network
+
+    def recording_build(*args: Any, **kwargs: Any) -> torch.nn.ModuleDict:
+        network = build(*args, **kwargs)
+        for name, modes in seen.items():
+            network[name].register_forward_hook(
+                lambda module, inputs, output, modes=modes: modes.add(module.training)
+            )
+        return network
+
+    monkeypatch.setattr(ranker_module, "build_network", recording_build)
+    queries, items, labels = synthetic_pairs(32, seed=7)
+    CrossEncoderRanker(tiny_config(tiny_bert_dir, mode, epochs=1)).fit(queries, items, labels)
+    assert seen["dropout"] == {True}
+    assert seen["encoder"] == ({False} if mode == "head" else {True})
+
+
 # --------------------------------------------------------------------------- persistence
 
 

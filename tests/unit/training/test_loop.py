@@ -4,6 +4,8 @@ TensorBoard logs, AdamW and config checks — all on a tiny linear regression.""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -183,6 +185,59 @@ def test_patience_stop_is_not_a_time_stop() -> None:
     assert result.epochs_run == 2 and not result.stopped_by_time
 
 
+def _counting(
+    module: nn.Module, calls: list[int]
+) -> Callable[[Tensor], tuple[Tensor, dict[str, float]]]:
+    inner = _loss_fn(module)
+
+    def batch_loss(index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        calls.append(len(index))
+        return inner(index)
+
+    return batch_loss
+
+
+def test_batch_time_check_ends_the_epoch_mid_way_and_validates_it() -> None:
+    module = _module()
+    calls: list[int] = []
+    seen: list[int] = []
+
+    def validate() -> dict[str, float]:
+        seen.append(len(calls))
+        return {"ndcg@10": 0.5}
+
+    config = _config(epochs=5, time_limit_minutes=1e-9, time_check="batch")
+    result = run_training(
+        module, _epoch_batches, _counting(module, calls), config, validate=validate
+    )
+    assert len(calls) == 1 and seen == [1]  # the first batch always runs, then the clock cuts
+    assert result.stopped_by_time and result.epochs_run == 1 and result.best_epoch == 1
+    assert [int(entry["epoch"]) for entry in result.history] == [1]
+
+
+def test_a_cut_epoch_is_a_time_stop_even_the_last_or_with_patience_spent() -> None:
+    module = _module()
+    calls: list[int] = []
+    counting = _counting(module, calls)
+
+    def slow_second_epoch(index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        if len(calls) == 4:  # epoch 2's first batch outlasts the 0.3 s budget
+            time.sleep(0.4)
+        return counting(index)
+
+    scores = iter([0.5, 0.1])  # epoch 2 is worse: patience 1 is spent too
+    config = _config(epochs=2, patience=1, time_limit_minutes=0.005, time_check="batch")
+    result = run_training(
+        module,
+        _epoch_batches,
+        slow_second_epoch,
+        config,
+        validate=lambda: {"ndcg@10": next(scores)},
+    )
+    assert len(calls) == 5 and result.epochs_run == 2 and result.best_epoch == 1
+    assert result.stopped_by_time
+
+
 # ---------------------------------------------------------------------- checkpoints
 def _checkpointed(
     folder: Path, crash_at: int | None = None, fingerprint: dict[str, object] | None = None
@@ -266,6 +321,32 @@ def test_another_fingerprint_is_refused(tmp_path: Path) -> None:
     assert str(tmp_path / CHECKPOINT_NAME) in str(caught.value)
 
 
+def test_resume_with_a_learning_rate_schedule_is_exact(tmp_path: Path) -> None:
+    def run(folder: Path, crash_at: int | None = None, scheduled: bool = True) -> nn.Module:
+        module = _module()
+        calls: list[int] = []
+        counting = _counting(module, calls)
+
+        def batch_loss(index: Tensor) -> tuple[Tensor, dict[str, float]]:
+            if len(calls) + 1 == crash_at:
+                raise RuntimeError("killed")
+            return counting(index)
+
+        config = _config(checkpoint_dir=str(folder), optimizer="adamw", weight_decay=0.1)
+        factor = (lambda step: 1 / (1 + step)) if scheduled else None
+        run_training(module, _epoch_batches, batch_loss, config, lr_factor=factor)
+        return module
+
+    whole = run(tmp_path / "a")
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "b", crash_at=3 * 4 + 2)  # second batch of epoch 4
+    resumed = run(tmp_path / "b")  # from epoch 3's checkpoint, schedule position included
+    for key, value in resumed.state_dict().items():
+        assert torch.equal(value, whole.state_dict()[key]), key
+    with pytest.raises(ClrecError, match="learning-rate schedule"):
+        run(tmp_path / "a", scheduled=False)
+
+
 @pytest.mark.parametrize("content", [b"not a checkpoint at all", None])
 def test_damaged_checkpoint_is_refused_with_its_path(tmp_path: Path, content: bytes | None) -> None:
     path = tmp_path / CHECKPOINT_NAME
@@ -309,6 +390,11 @@ def test_non_finite_loss_is_a_clear_error() -> None:
         {"time_limit_minutes": -1.0},
         {"time_limit_minutes": float("nan")},
         {"time_limit_minutes": float("inf")},
+        {"time_check": "step"},
+        {"max_grad_norm": 0.0},
+        {"max_grad_norm": float("nan")},
+        {"max_grad_norm": 1.0, "optimizer": "sparse_adam"},
+        {"decay_matrices_only": True},  # Adam has no decay to restrict
     ],
 )
 def test_bad_config_is_refused(settings: dict[str, object]) -> None:
@@ -350,3 +436,43 @@ def test_adamw_decays_weights_that_adam_leaves_alone() -> None:
     shrink = (1 - 0.01 * 0.5) ** 12  # 3 epochs × 4 steps
     torch.testing.assert_close(adamw.weight, start.weight * shrink)
     torch.testing.assert_close(adamw.bias, start.bias * shrink)
+
+
+def test_decay_matrices_only_leaves_vectors_alone() -> None:
+    module = _module()
+    start = _module()
+
+    def batch_loss(index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        return (module(X[index]) * 0.0).sum(), {}
+
+    config = _config(
+        epochs=3, lr=0.01, optimizer="adamw", weight_decay=0.5, decay_matrices_only=True
+    )
+    run_training(module, _epoch_batches, batch_loss, config)
+    torch.testing.assert_close(module.weight, start.weight * (1 - 0.01 * 0.5) ** 12)
+    assert torch.equal(module.bias, start.bias)  # (1,): a vector, not decayed
+
+
+def test_lr_factor_scales_every_step_over_the_whole_run() -> None:
+    module = _module()
+    start = _module()
+
+    def batch_loss(index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        return (module(X[index]) * 0.0).sum(), {}  # only AdamW's decay moves the weights
+
+    config = _config(epochs=3, lr=0.01, optimizer="adamw", weight_decay=0.5)
+    run_training(module, _epoch_batches, batch_loss, config, lr_factor=lambda s: 1 / (s + 1))
+    shrink = math.prod(1 - 0.01 / (step + 1) * 0.5 for step in range(12))  # 3 epochs × 4 steps
+    torch.testing.assert_close(module.weight, start.weight * shrink)
+
+
+def test_max_grad_norm_clips_the_gradients_the_step_uses() -> None:
+    def last_gradient_norm(max_grad_norm: float | None) -> float:
+        module = _module()
+        config = _config(epochs=1, max_grad_norm=max_grad_norm)
+        run_training(module, _epoch_batches, _loss_fn(module), config)
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    assert last_gradient_norm(None) > 0.5
+    assert last_gradient_norm(0.5) == pytest.approx(0.5, rel=1e-5)
