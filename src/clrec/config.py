@@ -7,7 +7,6 @@ with one clear :class:`ClrecError` naming the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clrec.data.splits import SplitConfig
-from clrec.errors import ClrecError
+from clrec.errors import ClrecError, validation_error
 from clrec.evaluation.evaluator import EvaluationConfig
 
 
@@ -84,19 +83,6 @@ def read_yaml_mapping(file: Path, what: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ClrecError(f"{file}: expected a mapping at the top level")
     return values
-
-
-def validation_error(
-    err: ValidationError,
-    source: str,
-    location: Callable[[tuple[int | str, ...]], str] | None = None,
-) -> ClrecError:
-    """One ClrecError listing every problem of a pydantic error as ``key: message``."""
-    where = location or (lambda loc: ".".join(str(p) for p in loc) or "(top level)")
-    problems = "; ".join(
-        f"{where(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
-    )
-    return ClrecError(f"{source}: {problems}")
 
 
 def apply_override(values: dict[str, Any], override: str) -> None:

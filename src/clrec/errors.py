@@ -6,7 +6,12 @@ is a :class:`ClrecError`; the CLI prints its message without a traceback and exi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ClrecError(Exception):
@@ -43,3 +48,16 @@ class DataError(ClrecError):
         if self.row is not None:
             where.append(f"row {self.row}")
         return f"{', '.join(where)}: {self.problem}" if where else self.problem
+
+
+def validation_error(
+    err: ValidationError,
+    source: str,
+    location: Callable[[tuple[int | str, ...]], str] | None = None,
+) -> ClrecError:
+    """One ClrecError listing every problem of a pydantic error as ``key: message``."""
+    where = location or (lambda loc: ".".join(str(p) for p in loc) or "(top level)")
+    problems = "; ".join(
+        f"{where(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+    )
+    return ClrecError(f"{source}: {problems}")

@@ -63,9 +63,9 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clrec.config import RunConfig, read_yaml_mapping, set_path, validation_error
+from clrec.config import RunConfig, read_yaml_mapping, set_path
 from clrec.data.splits import split_dataset
-from clrec.errors import ClrecError
+from clrec.errors import ClrecError, validation_error
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
 from clrec.experiment import prepare_data, validation_scorer
 from clrec.models.base import Recommender
