@@ -30,7 +30,7 @@ from clrec.errors import ClrecError
 
 if TYPE_CHECKING:
     from clrec.data.schema import Dataset
-    from clrec.encoders.image import ImageEncoderConfig
+    from clrec.encoders.image import ImageEncoder, ImageEncoderConfig
 
 # Texts per cache write: small enough that a killed run loses little, large enough that
 # length-sorted batching still groups similar lengths.
@@ -66,6 +66,37 @@ class PrecomputedModality:
 
 
 Modality = TextModality | ImageModality | PrecomputedModality
+
+
+class Encoders:
+    """Encoders by their settings, so repeated calls load each model once.
+
+    A text encoder loads its model on first use anyway. An image encoder loads when it is
+    built, so it is kept only with ``keep_images`` (a service embedding one item per request);
+    otherwise :func:`~clrec.encoders.image.encode_images` loads one only when some image is
+    not in the cache (a run encoding its catalogue once).
+    """
+
+    def __init__(self, *, keep_images: bool = False) -> None:
+        self.keep_images = keep_images
+        self._text: dict[TextEncoderConfig, TextEncoder] = {}
+        self._image: dict[ImageEncoderConfig, ImageEncoder] = {}
+
+    def text(self, config: TextEncoderConfig) -> TextEncoder:
+        """The text encoder for ``config``."""
+        if config not in self._text:
+            self._text[config] = TextEncoder(config)
+        return self._text[config]
+
+    def image(self, config: ImageEncoderConfig) -> ImageEncoder | None:
+        """The kept image encoder for ``config`` (None unless ``keep_images``)."""
+        if not self.keep_images:
+            return None
+        if config not in self._image:
+            from clrec.encoders.image import ImageEncoder
+
+            self._image[config] = ImageEncoder(config)
+        return self._image[config]
 
 
 @dataclass
@@ -168,12 +199,15 @@ def encode_dataset(
     dataset: Dataset,
     modalities: Sequence[Modality],
     cache_dir: str | Path | None,
+    encoders: Encoders | None = None,
 ) -> tuple[dict[str, np.ndarray], EncodeSummary]:
     """Item vectors ``(n_items, d)`` float32 per modality (NaN rows: no vector) and a summary.
 
     ``cache_dir`` holds the embedding cache and exported ONNX models (unless an encoder
     config names its own ``onnx_dir``); ``None`` encodes everything without a cache.
+    ``encoders`` keeps loaded models between calls (default: load them for this call).
     """
+    encoders = encoders or Encoders()
     names = [m.name for m in modalities]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -186,9 +220,9 @@ def encode_dataset(
         for modality in modalities:
             start = time.perf_counter()
             if isinstance(modality, TextModality):
-                matrix, part = _encode_text(dataset, modality, cache, root)
+                matrix, part = _encode_text(dataset, modality, cache, root, encoders)
             elif isinstance(modality, ImageModality):
-                matrix, part = _encode_image(dataset, modality, cache, root)
+                matrix, part = _encode_image(dataset, modality, cache, root, encoders)
             else:
                 matrix, part = _precomputed(dataset, modality)
             part.seconds = time.perf_counter() - start
@@ -206,13 +240,14 @@ def _encode_text(
     modality: TextModality,
     cache: EmbeddingCache | None,
     root: Path | None,
+    encoders: Encoders,
 ) -> tuple[np.ndarray, ModalitySummary]:
     config = modality.encoder
     if config.backend == "onnx-int8" and config.onnx_dir is None and root is not None:
         config = replace(config, onnx_dir=str(root / "onnx"))
     template = modality.template or default_template(dataset)
     texts = template.render_table(dataset.items, dataset.item_fields)  # one per item
-    encoder = TextEncoder(config)
+    encoder = encoders.text(config)
     summary = ModalitySummary(modality.name, "text", items=len(texts), identity=encoder.identity)
 
     present = [i for i, text in enumerate(texts) if text is not None]
@@ -276,6 +311,7 @@ def _encode_image(
     modality: ImageModality,
     cache: EmbeddingCache | None,
     root: Path | None,
+    encoders: Encoders,
 ) -> tuple[np.ndarray, ModalitySummary]:
     from clrec.encoders.image import ImageEncoderConfig, encode_images
 
@@ -291,7 +327,7 @@ def _encode_image(
         None if pd.isna(value) or not str(value).strip() else str(value)
         for value in dataset.items[modality.field].tolist()
     ]
-    matrix, result = encode_images(refs, config, cache)
+    matrix, result = encode_images(refs, config, cache, encoder=encoders.image(config))
     summary = ModalitySummary(
         modality.name,
         "image",

@@ -1,10 +1,12 @@
-"""Item content matrices: tag / category multi-hot with title years and decades (checked on
+"""The item featuriser: tag / category multi-hot with title years and decades (checked on
 the bundled ml-latest-small and on tiny synthetic catalogues), modality selection and its
-errors. Text is never encoded here: loading a language model is too slow for a unit test."""
+errors, and the fitted featuriser reading new rows exactly as it read the catalogue (saved and
+loaded). Text is never encoded here: loading a language model is too slow for a unit test."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,10 +14,32 @@ import pytest
 
 from clrec.data import registry
 from clrec.data.schema import Dataset, FieldKind
+from clrec.encoders.featurizer import (
+    ContentConfig,
+    ItemFeaturizer,
+    TagVocabulary,
+    offered_modalities,
+)
 from clrec.errors import ClrecError
-from clrec.models.content import ContentConfig, _offered, build_content, tag_matrix
 
 WIDE = 1_000_000  # no cap on the number of tags
+
+
+def tag_matrix(
+    dataset: Dataset,
+    min_count: int = 2,
+    max_tags: int = 512,
+    exclude_fields: tuple[str, ...] = (),
+) -> np.ndarray | None:
+    """The catalogue's tag matrix through a vocabulary fitted on it (None: no tag kept)."""
+    vocabulary = TagVocabulary.fit(
+        dataset.items, dataset.item_fields, min_count, max_tags, exclude_fields
+    )
+    return None if vocabulary is None else vocabulary.transform(dataset.items)
+
+
+def build_content(dataset: Dataset, config: ContentConfig) -> dict[str, np.ndarray]:
+    return ItemFeaturizer.fit_transform(dataset, config)[1]
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +164,10 @@ def test_build_content_with_tags_only(movies: Dataset) -> None:
     expected = tag_matrix(movies, 3, 64)
     assert expected is not None
     np.testing.assert_array_equal(content["tags"], expected)
-    assert _offered(movies) == {"tags", "text"}
+    assert offered_modalities(movies) == {"tags", "text"}
 
 
-def test_unknown_modality_lists_what_is_offered(movies: Dataset) -> None:
+def test_unknown_modality_lists_what_isoffered_modalities(movies: Dataset) -> None:
     with pytest.raises(ClrecError) as caught:
         build_content(movies, ContentConfig(modalities=("tags", "image"), cache_dir=None))
     message = str(caught.value)
@@ -169,7 +193,7 @@ def test_bad_content_config_is_refused(settings: dict[str, object]) -> None:
 # ---------------------------------------------------------------------- synthetic catalogues
 def test_no_content_fields_gives_nothing() -> None:
     bare = _synthetic({}, {})
-    assert _offered(bare) == set()
+    assert offered_modalities(bare) == set()
     assert build_content(bare, ContentConfig(modalities=("auto",), cache_dir=None)) == {}
     assert build_content(bare, ContentConfig(modalities=(), cache_dir=None)) == {}
     assert tag_matrix(bare) is None
@@ -213,7 +237,7 @@ def test_auto_takes_tags_and_precomputed_vectors_without_encoders() -> None:
         {"genre": "category"},
         vectors={"clip": (np.array(["i0", "i2", "i3"]), vectors)},
     )
-    assert _offered(data) == {"clip", "tags"}
+    assert offered_modalities(data) == {"clip", "tags"}
     content = build_content(data, ContentConfig(modalities=("auto",), cache_dir=None))
     assert list(content) == ["clip", "tags"]
     assert content["clip"].dtype == np.float32
@@ -226,10 +250,68 @@ def test_auto_takes_tags_and_precomputed_vectors_without_encoders() -> None:
 
 def test_offered_modalities() -> None:
     text_only = _synthetic({"description": ["x", "y"]}, {"description": "text"})
-    assert _offered(text_only) == {"text"}  # free text: no tags to read
+    assert offered_modalities(text_only) == {"text"}  # free text: no tags to read
     titled = _synthetic({"title": ["A (1999)", "B (1999)"]}, {"title": "text"})
-    assert _offered(titled) == {"text", "tags"}
+    assert offered_modalities(titled) == {"text", "tags"}
     images = _synthetic({"poster": ["a.jpg", "b.jpg"]}, {"poster": "image"})
-    assert _offered(images) == {"image"}
+    assert offered_modalities(images) == {"image"}
     with pytest.raises(ClrecError, match="offers: image"):
         build_content(images, ContentConfig(modalities=("tags",), cache_dir=None))
+
+
+# ---------------------------------------------------------------------- the fitted featuriser
+def test_new_rows_read_as_the_catalogue_was(movies: Dataset, tmp_path: Path) -> None:
+    config = ContentConfig(modalities=("tags",), cache_dir=None, min_tag_count=2, max_tags=256)
+    featurizer, content = ItemFeaturizer.fit_transform(movies, config)
+    featurizer.save(tmp_path)
+    loaded = ItemFeaturizer.load(tmp_path)
+    assert loaded.names == ["tags"] and loaded.dims == {"tags": content["tags"].shape[1]}
+    rows = [
+        {c: (None if pd.isna(v) else str(v)) for c, v in row.items() if c != "id"}
+        for row in movies.items.iloc[:50].to_dict("records")
+    ]
+    again = loaded.transform(rows)["tags"]  # (50, T) from text fields, as the API sends them
+    np.testing.assert_array_equal(again, content["tags"][:50])
+
+
+def test_new_rows_keep_the_fitted_vocabulary() -> None:
+    data = _synthetic(
+        {"genre": ["a", "a", "b", "b"], "title": ["x (1999)", "y (1999)", "z", "w"]},
+        {"genre": "category", "title": "text"},
+    )
+    config = ContentConfig(modalities=("tags",), cache_dir=None)
+    featurizer, content = ItemFeaturizer.fit_transform(data, config)
+    assert content["tags"].shape == (4, 4)  # decade:1990, genre:a, genre:b, year:1999
+    new = featurizer.transform([{"genre": "c", "title": "v (1999)"}, {"genre": "b"}])["tags"]
+    # an unseen genre adds no column; the known year and genre land in their fitted columns
+    np.testing.assert_array_equal(new, [[1, 0, 0, 1], [0, 0, 1, 0]])
+    with pytest.raises(ClrecError, match="no content the model can read"):
+        featurizer.transform([{"genre": "c"}])
+    with pytest.raises(ClrecError, match="unknown field"):
+        featurizer.transform([{"studio": "x"}])
+
+
+def test_numbers_are_typed_as_the_catalogue_stores_them() -> None:
+    data = _synthetic({"year": [1999, 1999, 2001, 2001]}, {"year": "category"})
+    featurizer, _ = ItemFeaturizer.fit_transform(
+        data, ContentConfig(modalities=("tags",), cache_dir=None)
+    )
+    # the API sends text: "2001" must read as the catalogue's integer 2001, not a new value
+    np.testing.assert_array_equal(featurizer.transform([{"year": "2001"}])["tags"], [[0, 1]])
+    with pytest.raises(ClrecError, match="must be a number"):
+        featurizer.frame([{"year": "soon"}])
+
+
+def test_precomputed_vectors_are_missing_for_new_items() -> None:
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    data = _synthetic(
+        {"genre": ["a", "a", "b", "b"]},
+        {"genre": "category"},
+        vectors={"clip": (np.array(["i0", "i2", "i3"]), vectors)},
+    )
+    featurizer, _ = ItemFeaturizer.fit_transform(
+        data, ContentConfig(modalities=("auto",), cache_dir=None)
+    )
+    new = featurizer.transform([{"genre": "b"}])
+    assert new["clip"].shape == (1, 2) and np.isnan(new["clip"]).all()
+    np.testing.assert_array_equal(new["tags"], [[0, 1]])
