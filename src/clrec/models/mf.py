@@ -11,20 +11,30 @@ one batch's loss is (:meth:`~EmbeddingRecommender.batch_loss`), built on
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
 from clrec.data.schema import Dataset
+from clrec.encoders.featurizer import ItemFeaturizer
 from clrec.errors import ClrecError
 from clrec.losses.bpr import BPRLoss
 from clrec.models.base import Recommender, Validator
+from clrec.models.embedding import (
+    PooledUserModel,
+    PooledUsers,
+    Similarity,
+    UserState,
+    as_numpy,
+)
 from clrec.training.adversarial import adversarial_loss, check_adversarial
 from clrec.training.sampling import NegativeSampler
 from clrec.training.trainer import TrainerConfig, train_pairwise
@@ -57,8 +67,12 @@ class EmbeddingTables(nn.Module):
         return cls(user, item)
 
 
-class EmbeddingRecommender(Recommender):
+class EmbeddingRecommender(PooledUserModel, Recommender):
     """Scores ``user · item`` of learned embeddings; trained with BPR by the shared trainer.
+
+    As an :class:`~clrec.models.embedding.EmbeddingModel` its users are ID vectors: a trained
+    user's vector does not follow later events, and a user it never saw is the mean of their
+    items' vectors. It reads no content, so it cannot embed new items.
 
     Hyper-parameters (all named, all saved): ``embedding_size`` D; Adam ``lr``; L2
     ``reg_weight`` (see :class:`~clrec.losses.bpr.BPRLoss`); ``batch_size`` triples per step;
@@ -135,6 +149,7 @@ class EmbeddingRecommender(Recommender):
         self._history: list[dict[str, float]] = []
         self._user_final: Tensor | None = None  # (U, D) cached for scoring
         self._item_final: Tensor | None = None  # (I, D) cached for scoring
+        self._users: PooledUsers | None = None
 
     # ------------------------------------------------------------------ what subclasses say
     @abstractmethod
@@ -234,14 +249,71 @@ class EmbeddingRecommender(Recommender):
         users, items = self.final_embeddings()
         self._user_final = users.detach()
         self._item_final = items.detach()
+        self._users = None
 
     @torch.no_grad()
     def score(self, users: np.ndarray) -> np.ndarray:
-        if self._user_final is None or self._item_final is None:
-            raise ClrecError(f"{type(self).__name__}.score called before fit")
-        index = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self._user_final.device)
-        scores = self._user_final[index] @ self._item_final.T  # (B, I)
+        users_final, items_final = self._finals()
+        index = torch.as_tensor(np.asarray(users, dtype=np.int64), device=users_final.device)
+        scores = users_final[index] @ items_final.T  # (B, I)
         return scores.to(device="cpu", dtype=torch.float32).numpy()
+
+    def _finals(self) -> tuple[Tensor, Tensor]:
+        if self._user_final is None or self._item_final is None:
+            raise ClrecError(f"{type(self).__name__} has no vectors yet; call fit first")
+        return self._user_final, self._item_final
+
+    # ------------------------------------------------------------------ EmbeddingModel
+    @property
+    def n_users(self) -> int:
+        return int(self._finals()[0].shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self._finals()[1].shape[0])
+
+    @property
+    def similarity(self) -> Similarity:
+        return "dot"
+
+    @property
+    def has_prior(self) -> bool:
+        return False
+
+    @property
+    def featurizer(self) -> ItemFeaturizer | None:
+        return None
+
+    def item_vectors(self) -> np.ndarray:
+        return as_numpy(self._finals()[1])
+
+    def history_vectors(self) -> np.ndarray:
+        return self.item_vectors()
+
+    def index_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(vectors, dtype=np.float32)
+
+    def user_vectors(self) -> np.ndarray:
+        return as_numpy(self._finals()[0])
+
+    def embed_items(self, content: Mapping[str, np.ndarray]) -> np.ndarray:
+        raise ClrecError(f"a {self.name!r} model reads no content, so it cannot embed items")
+
+    def score_user(self, state: UserState, vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.asarray(vectors, dtype=np.float32) @ self.user_vector(state)  # (C,)
+
+    def pooled_users(self) -> PooledUsers:
+        if self._users is None:
+            users, items = self.user_vectors(), self.item_vectors()
+            self._users = PooledUsers(
+                history_vectors=items,
+                trained=users,
+                history=sp.csr_matrix((users.shape[0], items.shape[0]), dtype=np.float32),
+                id_table=None,
+                half_life=None,
+                similarity="dot",
+            )
+        return self._users
 
     def save(self, directory: str | Path) -> Path:
         if self.tables is None or self._user_final is None or self._item_final is None:

@@ -12,9 +12,9 @@ from torch import Tensor
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.losses.bpr import BPRLoss
-from clrec.models import clrec as clrec_module
 from clrec.models import mf as mf_module
 from clrec.models.clrec import ClrecConfig, ClrecRecommender
+from clrec.models.clrec import objective as clrec_module
 from clrec.models.lightgcn import LightGCN
 from clrec.models.mf import BPRMF, EmbeddingRecommender
 from clrec.models.registry import build_model, load_model

@@ -28,7 +28,8 @@ from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
 from clrec.models.base import Recommender
-from clrec.models.clrec import PRIOR_WEIGHTS, ClrecConfig, ClrecRecommender, _TrainingPlan
+from clrec.models.clrec import PRIOR_WEIGHTS, ClrecConfig, ClrecRecommender, TrainingPlan
+from clrec.models.embedding import UserState
 from clrec.models.popularity import Popularity
 from clrec.models.registry import build_model, load_model
 
@@ -182,21 +183,21 @@ def test_resume_after_crash_matches_uninterrupted_run(
     last_epoch = int(reference.history[-1]["epoch"])
     assert 4 < last_epoch < 10 and reference.best_epoch < last_epoch, "no early stop to cover"
 
-    original = _TrainingPlan.batch_loss
+    original = TrainingPlan.batch_loss
     calls = {"n": 0}
     steps_per_epoch = -(-N_USERS // FAST["batch_size"])
 
-    def crashing(self: _TrainingPlan, batch: Any) -> Any:
+    def crashing(self: TrainingPlan, batch: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2 * steps_per_epoch + 7:  # the 7th step after two whole epochs
             raise RuntimeError("simulated crash")
         return original(self, batch)
 
     folder = str(tmp_path / "crashed")
-    monkeypatch.setattr(_TrainingPlan, "batch_loss", crashing)
+    monkeypatch.setattr(TrainingPlan, "batch_loss", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit(world, validator, checkpoint_dir=folder, **params)
-    monkeypatch.setattr(_TrainingPlan, "batch_loss", original)
+    monkeypatch.setattr(TrainingPlan, "batch_loss", original)
     checkpoint = torch.load(Path(folder) / "checkpoint.pt", weights_only=False)
     assert checkpoint["result"]["epochs_run"] == 3  # it crashed in the middle of epoch 4
 
@@ -239,19 +240,29 @@ def test_pure_id_model_cannot_rank_cold_items(world: World) -> None:
     assert _cold_recall(world, model) <= 1.5 * 0.25
 
 
+def _new_user(model: ClrecRecommender, items: np.ndarray) -> UserState:
+    """A user the model never saw, known by ``items`` (in that order)."""
+    state = model.user_state(None)
+    pooled = model.history_vectors()
+    for item in items:
+        model.add_event(state, int(item), pooled[item])
+    return state
+
+
 def test_new_user_from_items(content_model: ClrecRecommender) -> None:
     items = np.arange(N_ITEMS)
     for cluster in range(N_CLUSTERS):
         known = items[(cluster_of(items) == cluster) & (items < 100)][:3]
-        vector = content_model.user_from_items(known)
-        assert vector.shape == (FAST["embedding_size"],)
-        scores = content_model.score_vectors(vector[None, :])[0]
+        state = _new_user(content_model, known)
+        vector = content_model.user_vector(state)
+        # no ID part: the normalised mean of the items' (un-normalised) vectors
+        mean = content_model.history_vectors()[known].mean(axis=0)
+        np.testing.assert_allclose(vector, mean / np.linalg.norm(mean), atol=1e-6)
+        scores = content_model.score_user(state, content_model.item_vectors(), items)
         assert scores.shape == (N_ITEMS,)
         scores[known] = -np.inf
         top = np.argsort(-scores, kind="stable")[:10]
         assert (cluster_of(top) == cluster).all(), (cluster, top)
-    with pytest.raises(ClrecError, match="at least one item"):
-        content_model.user_from_items(np.array([], dtype=np.int64))
 
 
 # ---------------------------------------------------------------------- persistence
@@ -262,7 +273,8 @@ def test_save_load_round_trip(content_model: ClrecRecommender, tmp_path: Path) -
     np.testing.assert_array_equal(restored.score(users), content_model.score(users))
     known = np.array([0, 4, 8])
     np.testing.assert_array_equal(
-        restored.user_from_items(known), content_model.user_from_items(known)
+        restored.user_vector(_new_user(restored, known)),
+        content_model.user_vector(_new_user(content_model, known)),
     )
     assert restored.config == content_model.config
     assert restored.history == content_model.history
@@ -291,10 +303,10 @@ def test_unfitted_model_refuses(tmp_path: Path) -> None:
     for call in (
         lambda: model.score(np.array([0])),
         lambda: model.save(tmp_path),
-        lambda: model.user_from_items(np.array([0])),
-        lambda: model.score_vectors(np.zeros((1, 16))),
+        lambda: model.user_state(None),
+        lambda: model.item_vectors(),
     ):
-        with pytest.raises(ClrecError, match="before fit"):
+        with pytest.raises(ClrecError, match="call fit first"):
             call()
 
 
@@ -349,7 +361,7 @@ def test_separate_contrastive_mode(world: World) -> None:
     supervised_steps = -(-N_USERS // FAST["batch_size"])
     for share in (0.5, 0.3):
         model.config = dataclasses.replace(model.config, contrastive_share=share)
-        plan = _TrainingPlan(model, world.train_data, torch.device("cpu"))
+        plan = TrainingPlan(model.config, model.network, world.train_data, torch.device("cpu"))
         batches = plan.epoch_batches(1)
         kinds = [batch.kind for batch in batches]
         assert kinds.count("supervised") == supervised_steps
@@ -363,7 +375,7 @@ def test_separate_contrastive_mode(world: World) -> None:
             for a, b in zip(plan.epoch_batches(1), batches, strict=True)
         )
     joint = _fit(world, epochs=1)
-    plan = _TrainingPlan(joint, world.train_data, torch.device("cpu"))
+    plan = TrainingPlan(joint.config, joint.network, world.train_data, torch.device("cpu"))
     kinds = [batch.kind for batch in plan.epoch_batches(1)]
     assert kinds == ["joint"] * supervised_steps
 
@@ -448,25 +460,30 @@ def test_embed_content_reproduces_cold_item_vectors_and_survives_load(
     feat = world.data.item_vectors["feat"]
     cold = np.asarray(COLD)
     # a cold item has no ID part: its trained vector is its content vector
-    embedded = content_model.embed_content({"feat": feat[cold]})
-    assert content_model._item_final is not None
-    np.testing.assert_allclose(embedded, content_model._item_final[cold].numpy(), atol=1e-6)
+    embedded = content_model.embed_items({"feat": feat[cold]})  # history space
+    np.testing.assert_allclose(embedded, content_model.history_vectors()[cold], atol=1e-6)
+    np.testing.assert_allclose(
+        content_model.index_vectors(embedded), content_model.item_vectors()[cold], atol=1e-6
+    )
     restored = ClrecRecommender.load(content_model.save(tmp_path / "model"))
-    np.testing.assert_allclose(restored.embed_content({"feat": feat[cold]}), embedded, atol=1e-6)
+    np.testing.assert_allclose(restored.embed_items({"feat": feat[cold]}), embedded, atol=1e-6)
     with pytest.raises(ClrecError, match="no content modality poster"):
-        restored.embed_content({"poster": feat[cold]})
+        restored.embed_items({"poster": feat[cold]})
     with pytest.raises(ClrecError, match="8-d"):
-        restored.embed_content({"feat": feat[cold][:, :4]})
+        restored.embed_items({"feat": feat[cold][:, :4]})
 
 
 def test_added_item_is_recommended_at_once(world: World, tmp_path: Path) -> None:
     model = ClrecRecommender.load(_fit(world, id_dropout=0.3).save(tmp_path / "m"))
     new_feat = np.zeros((1, world.data.item_vectors["feat"].shape[1]), dtype=np.float32)
     new_feat[0, 2] = 1.5  # clearly cluster 2
-    (new_id,) = model.add_items({"feat": new_feat})
-    assert new_id == N_ITEMS
-    scores = model.score(np.arange(N_USERS))
+    new = model.index_vectors(model.embed_items({"feat": new_feat}))  # (1, D)
+    vectors = np.concatenate([model.item_vectors(), new])  # the catalogue + the new item
+    rows = np.append(np.arange(N_ITEMS), -1)  # the new item has no prior column
+    scores = np.stack(
+        [model.score_user(model.user_state(u), vectors, rows) for u in range(N_USERS)]
+    )
     assert scores.shape == (N_USERS, N_ITEMS + 1)
-    rank_of_new = (scores > scores[:, [new_id]]).sum(axis=1)  # 0 = top
+    rank_of_new = (scores > scores[:, [N_ITEMS]]).sum(axis=1)  # 0 = top
     in_cluster = np.arange(N_USERS) % N_CLUSTERS == 2
     assert np.median(rank_of_new[in_cluster]) < np.median(rank_of_new[~in_cluster]) / 3

@@ -14,8 +14,8 @@ from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.losses import softmax as softmax_module
 from clrec.losses.softmax import catalogue_softmax_loss, truncated_mean
-from clrec.models import clrec as clrec_module
 from clrec.models.clrec import ClrecConfig, ClrecRecommender
+from clrec.models.clrec import objective as clrec_module
 from clrec.models.registry import build_model, load_model
 
 FAST: dict[str, Any] = {

@@ -226,7 +226,7 @@ def test_bad_hyper_parameters(params: dict[str, object]) -> None:
 def test_bad_layers_and_unfitted() -> None:
     with pytest.raises(ClrecError):
         LightGCN(n_layers=-1)
-    with pytest.raises(ClrecError, match="before fit"):
+    with pytest.raises(ClrecError, match="call fit first"):
         LightGCN().score(np.array([0]))
     with pytest.raises(ClrecError, match="before fit"):
         BPRMF().save("/nonexistent")
