@@ -40,6 +40,10 @@ class ServiceSettings(BaseModel):
       the next start with the same artifact and index settings.
     * ``ranker``: load the artifact's language-model ranking stage (when it has one) with int8
       or float32 weights, or ``off``; requests opt in with ``rerank=true``.
+    * ``realtime_users``: a known user's vector follows their recorded events at once (the
+      model rebuilds it from their history: :meth:`~clrec.models.embedding.EmbeddingModel.
+      add_event`); off, it stays as trained and events only exclude items (users known only
+      by events are built from them either way).
     * ``max_k``: the largest k a request may ask for; ``rescore_margin``: how many extra
       candidates the index returns for the exact re-scoring of known users when the model
       scores more than the dot product (an EASE prior re-orders the index's candidates).
@@ -64,6 +68,7 @@ class ServiceSettings(BaseModel):
     verify_artifact: bool = True
     index_cache: bool = True
     ranker: Literal["off", "int8", "float32"] = "int8"
+    realtime_users: bool = True
     max_k: int = Field(default=100, ge=1, le=10_000)
     rescore_margin: int = Field(default=100, ge=0, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from movies import CLREC as BASE_CLREC
 from movies import EMBEDDING, N_ITEMS, N_USERS, movies_dataset, train_run
 
@@ -24,9 +25,11 @@ from clrec.data.schema import Dataset
 from clrec.data.splits import Split
 from clrec.errors import ClrecError
 from clrec.models.clrec import ClrecRecommender
+from clrec.models.embedding import EmbeddingModel
 from clrec.models.registry import load_model
-from clrec.serving import artifact as artifact_module
 from clrec.serving.artifact import FORMAT_VERSION, export_artifact, load_artifact
+from clrec.serving.artifact import export as export_module
+from clrec.serving.artifact.layout import sha256
 
 RARE_GENRE = "Noir"  # on one catalogue item only: below min_tag_count, not a model tag
 # the prior reads a recency-weighted history
@@ -84,18 +87,13 @@ def test_round_trip_matches_the_model(
 ) -> None:
     model = load_model(runs[name] / "model")
     art = load_artifact(exported[name])
-    assert isinstance(model._user_final, type(model._item_final))
-    np.testing.assert_array_equal(art.user_vectors, model._user_final.numpy())  # type: ignore[union-attr]
-    np.testing.assert_array_equal(art.item_vectors, model._item_final.numpy())  # type: ignore[union-attr]
-    assert art.user_vectors.dtype == np.float32
+    assert isinstance(model, EmbeddingModel) and isinstance(art.model, EmbeddingModel)
+    np.testing.assert_array_equal(art.model.user_vectors(), model.user_vectors())
+    np.testing.assert_array_equal(art.model.item_vectors(), model.item_vectors())
+    np.testing.assert_array_equal(art.model.history_vectors(), model.history_vectors())
+    assert art.model.user_vectors().dtype == np.float32
     users = np.arange(0, N_USERS, 7)
-    expected = model.score(users)  # (B, I)
-    subset = np.array([3, 0, 17, 39, 5])
-    for row, user in enumerate(users):
-        np.testing.assert_allclose(art.score(int(user)), expected[row], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(
-            art.score(int(user), subset), expected[row, subset], rtol=1e-5, atol=1e-5
-        )
+    np.testing.assert_array_equal(art.model.score(users), model.score(users))  # type: ignore[attr-defined]
 
 
 def test_manifest_and_tables(runs: dict[str, Path], exported: dict[str, Path]) -> None:
@@ -104,22 +102,20 @@ def test_manifest_and_tables(runs: dict[str, Path], exported: dict[str, Path]) -
     assert isinstance(model, ClrecRecommender) and model.prior is not None
     dataset = Dataset.load(runs["clrec"] / "dataset")
     manifest = art.manifest
-    assert manifest["format"] == "clrec-artifact" and manifest["format_version"] == 1
+    assert manifest["format"] == "clrec-artifact" and manifest["format_version"] == 2
     assert manifest["model"] == "clrec" and manifest["dataset"] == "synthetic-movies"
     assert (manifest["n_users"], manifest["n_items"], manifest["dim"]) == (N_USERS, N_ITEMS, 8)
-    assert manifest["score_scale"] == pytest.approx(1 / 0.2)
-    assert manifest["prior_weight"] == pytest.approx(model.prior_scale * model.prior_norm)
     assert manifest["similarity"] == "cosine"
-    assert manifest["content"]["modalities"] == ["tags"]
-    assert manifest["content"]["encoders"]["tags"]["min_tag_count"] == 2
+    assert manifest["content"] == ["tags"] and art.content_modalities == ["tags"]
+    assert manifest["item_fields"] == dataset.item_fields == art.item_fields
     metrics = json.loads((runs["clrec"] / "metrics.json").read_text())
     assert manifest["metrics"] == metrics["test"]
-    assert (
-        "model/model.json" in manifest["files"] and "model/prior/weights.npy" in manifest["files"]
-    )
     assert set(manifest["files"]) >= {
-        "user_vectors.npy",
-        "item_vectors.npy",
+        "model/model.json",
+        "model/weights.pt",
+        "model/history.npz",
+        "model/featurizer.json",
+        "model/prior/weights.npy",
         "users.json",
         "items.json",
         "catalogue.parquet",
@@ -139,48 +135,18 @@ def test_manifest_and_tables(runs: dict[str, Path], exported: dict[str, Path]) -
     assert (np.asarray(art.seen[test_pairs[:, 0], test_pairs[:, 1]]) == 1).all()
 
     plain = load_artifact(exported["bpr"])
-    assert plain.manifest["score_scale"] == 1.0 and plain.manifest["prior_weight"] == 0.0
     assert plain.manifest["similarity"] == "dot" and plain.content_modalities == []
+    assert not plain.model.has_prior and art.model.has_prior
 
 
 def test_prior_reads_its_own_recency_weighted_history(exported: dict[str, Path]) -> None:
     art = load_artifact(exported["clrec"])
-    assert art.prior_weight > 0
-    prior = art._prior_model()
-    assert prior.seen is not None
-    assert not np.allclose(prior.seen.data, 1.0)  # recency weights, not the binary history
-    assert prior.seen.nnz < art.seen.nnz  # train only, unlike the artifact's seen
-
-
-def test_score_vector_and_user_from_items(runs: dict[str, Path], exported: dict[str, Path]) -> None:
-    items = np.array([1, 4, 9])
-    clrec_art = load_artifact(exported["clrec"])
-    model = load_model(runs["clrec"] / "model")
-    assert isinstance(model, ClrecRecommender)
-    vector = clrec_art.user_from_items(items)
-    np.testing.assert_allclose(vector, model.user_from_items(items), rtol=1e-6, atol=1e-6)
-    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(
-        clrec_art.score_vector(vector), model.score_vectors(vector[None])[0], rtol=1e-5, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        clrec_art.score_vector(vector, np.array([2, 8])),
-        clrec_art.item_vectors[[2, 8]] @ vector,
-        rtol=1e-6,
-    )
-    for name in ("bpr", "clrec-plain"):  # dot-product models: the plain mean
-        art = load_artifact(exported[name])
-        np.testing.assert_allclose(
-            art.user_from_items(items), art.item_vectors[items].mean(axis=0), rtol=1e-6
-        )
-    with pytest.raises(ClrecError, match="at least one item"):
-        clrec_art.user_from_items([])
-    with pytest.raises(ClrecError, match="outside"):
-        clrec_art.score(N_USERS)
-    with pytest.raises(ClrecError, match="outside"):
-        clrec_art.score(0, np.array([0, N_ITEMS]))
-    with pytest.raises(ClrecError, match="shape"):
-        clrec_art.score_vector(np.zeros(3))
+    model = art.model
+    assert isinstance(model, ClrecRecommender) and model.prior is not None
+    seen = model.prior.seen
+    assert seen is not None
+    assert not np.allclose(seen.data, 1.0)  # recency weights, not the binary history
+    assert seen.nnz < art.seen.nnz  # train only, unlike the artifact's seen
 
 
 # ---------------------------------------------------------------------- new items
@@ -199,22 +165,22 @@ def test_embed_items_reproduces_content_only_items(
     cold = np.setdiff1d(split.test["item"].unique(), split.train["item"].unique())
     assert len(cold) >= 3
     # a cold item's vector is its content's alone: copying its fields must give it back
-    vectors = art.embed_items([_row(art, int(i)) for i in cold])
-    np.testing.assert_allclose(vectors, art.item_vectors[cold], rtol=1e-5, atol=1e-6)
+    model = art.model
+    vectors = art.embed_items([_row(art, int(i)) for i in cold])  # history space
+    np.testing.assert_allclose(vectors, model.history_vectors()[cold], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.index_vectors(vectors), model.item_vectors()[cold], rtol=1e-5, atol=1e-6
+    )
     # a tag the model never learnt (too rare in the catalogue) is ignored, and does not shift
     # the columns of the tags it knows, although it passes the count with the new row
     rare = _row(art, int(cold[0]))
     rare["genres"] += f"|{RARE_GENRE}"
     np.testing.assert_allclose(
-        art.embed_items([rare])[0], art.item_vectors[cold[0]], rtol=1e-5, atol=1e-6
+        art.embed_items([rare])[0], model.history_vectors()[cold[0]], rtol=1e-5, atol=1e-6
     )
     # missing fields are missing tags: studio alone is still content
     alone = art.embed_items([{"studio": "North"}, {"genres": "Drama", "studio": None}])
     assert alone.shape == (2, 8) and np.isfinite(alone).all()
-    model = art._clrec_model()
-    assert art.embed_items([{"studio": "North"}]).shape == (1, 8)
-    assert art._clrec_model() is model  # loaded once
-    assert model.prior is None and art._prior is not None  # one copy of the prior, kept
     assert art.embed_items([]).shape == (0, 8)
 
 
@@ -225,7 +191,7 @@ def test_embed_items_refusals(exported: dict[str, Path]) -> None:
     with pytest.raises(ClrecError, match="unknown field"):
         art.embed_items([{"titel": "Typo (1990)"}])
     for name in ("bpr", "clrec-plain"):
-        with pytest.raises(ClrecError, match="reads no content; a new item cannot be embedded"):
+        with pytest.raises(ClrecError, match="reads no content"):
             load_artifact(exported[name]).embed_items([{"title": "x"}])
 
 
@@ -273,7 +239,7 @@ def test_crash_leaves_no_half_artifact(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(artifact_module.sp, "save_npz", crash)
+    monkeypatch.setattr(export_module.sp, "save_npz", crash)
     with pytest.raises(OSError, match="disk full"):
         export_artifact(runs["lightgcn"], out, overwrite=True)
     with pytest.raises(OSError, match="disk full"):
@@ -316,36 +282,45 @@ def test_missing_and_extra_files(exported: dict[str, Path], tmp_path: Path) -> N
         load_artifact(root)
 
 
-def test_truncated_vector_file(exported: dict[str, Path], tmp_path: Path) -> None:
+def test_truncated_model_file(exported: dict[str, Path], tmp_path: Path) -> None:
     root = _copy(exported["bpr"], tmp_path)
-    path = root / "item_vectors.npy"
+    path = root / "model" / "weights.pt"
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(ClrecError, match=r"item_vectors\.npy: corrupt or changed"):
+    with pytest.raises(ClrecError, match=r"weights\.pt: corrupt or changed"):
         load_artifact(root)
-    with pytest.raises(ClrecError, match=r"item_vectors\.npy: unreadable"):
+    with pytest.raises(ClrecError, match=r"model: unreadable model"):
         load_artifact(root, verify=False)
+
+
+def _resign(root: Path, *changed: str) -> None:
+    """Update the manifest's digests of ``changed`` files (a deliberate, consistent change)."""
+    files = json.loads((root / "artifact.json").read_text())["files"]
+    files.update({rel: sha256(root / rel) for rel in changed})
+    _rewrite_manifest(root, files=files)
+
+
+def test_non_finite_vectors_are_refused(exported: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(exported["bpr"], tmp_path)
+    path = root / "model" / "weights.pt"
+    state = torch.load(path, weights_only=True)
+    state["item_final"][3, 1] = float("inf")
+    torch.save(state, path)
+    _resign(root, "model/weights.pt")
+    with pytest.raises(ClrecError, match="item vectors hold NaN or infinite"):
+        load_artifact(root)
 
 
 def test_shape_mismatches(exported: dict[str, Path], tmp_path: Path) -> None:
     root = _copy(exported["bpr"], tmp_path)
     manifest = json.loads((root / "artifact.json").read_text())
-    np.save(root / "user_vectors.npy", np.zeros((N_USERS, 3), dtype=np.float32))
-    files = {
-        **manifest["files"],
-        "user_vectors.npy": artifact_module._sha256(root / "user_vectors.npy"),
-    }
-    _rewrite_manifest(root, files=files)
-    with pytest.raises(ClrecError, match=r"user_vectors\.npy: holds float32 \(60, 3\)"):
-        load_artifact(root)
-    shutil.copyfile(exported["bpr"] / "user_vectors.npy", root / "user_vectors.npy")
     sp.save_npz(root / "seen.npz", sp.csr_matrix((N_USERS, N_ITEMS + 1), dtype=np.float32))
-    files = {**manifest["files"], "seen.npz": artifact_module._sha256(root / "seen.npz")}
-    _rewrite_manifest(root, files=files)
+    _resign(root, "seen.npz")
     with pytest.raises(ClrecError, match=r"seen\.npz: shape"):
         load_artifact(root)
-    _rewrite_manifest(root, files=manifest["files"], n_items=N_ITEMS + 1)
-    with pytest.raises(ClrecError, match=r"item_vectors\.npy: holds"):
-        load_artifact(root, verify=False)
+    shutil.copyfile(exported["bpr"] / "seen.npz", root / "seen.npz")
+    _rewrite_manifest(root, files=manifest["files"], dim=3)
+    with pytest.raises(ClrecError, match=r"the model holds \(60, 8\) user"):
+        load_artifact(root)
 
 
 def test_format_and_version(exported: dict[str, Path], tmp_path: Path) -> None:

@@ -126,8 +126,8 @@ def test_history_shows_web_images_only(
     posters[first] = "https://example.org/poster.jpg"
     posters[second] = "/data/posters/secret.jpg"
     monkeypatch.setattr(art, "catalogue", art.catalogue.assign(poster=posters))
-    fields = {**art.manifest["content"]["item_fields"], "poster": "image"}
-    monkeypatch.setitem(art.manifest["content"], "item_fields", fields)
+    fields = {**art.item_fields, "poster": "image"}
+    monkeypatch.setitem(art.manifest, "item_fields", fields)
 
     items = client.get(f"/v1/users/{user}/history", headers=keys["read"]).json()["items"]
     images = {i["id"]: i["image"] for i in items}
