@@ -5,8 +5,8 @@
 * :mod:`~clrec.encoders.image` — image model (packaged EfficientNet-Lite0 or a local one).
 * :mod:`~clrec.encoders.cache` — on-disk vectors keyed by (encoder identity, content hash).
 * :mod:`~clrec.encoders.modalities` — encode every item of a data set, per modality.
-* :mod:`~clrec.encoders.profile` — user matrix from history and profile text.
-* :mod:`~clrec.encoders.privacy` — personal-data masking and id pseudonymisation.
+* :mod:`~clrec.encoders.featurizer` — the fitted item featuriser: item fields → content matrices.
+* :mod:`~clrec.encoders.privacy` — personal-data masking.
 
 Nothing heavy is imported here: torch, transformers and onnxruntime load only in the module
 that uses them, so ``import clrec.encoders`` stays fast.

@@ -6,23 +6,16 @@ while the value itself never leaves. The rules aim at high precision on recommen
 movie titles with years, ISBNs, model numbers, prices, dates, versions and ratings must
 survive untouched, so numeric rules are checked beyond the regex (Luhn for cards, mod-97
 for IBANs, digit counts and separators for phones, valid octets for IPs).
-
-:func:`pseudonymise` turns a user id into a keyed hash so logs and caches never hold the
-raw id, and the mapping cannot be rebuilt without the key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clrec.errors import ClrecError
 
-# 16 hex characters = 64 bits: a collision among one million users has probability ~3e-8.
-PSEUDONYM_HEX_CHARS = 16
 CUSTOM_LABEL = "REDACTED"  # placeholder label of an extra pattern given without one
 # How far back the context checks look ("ISBN", "version" before a number).
 _LOOKBACK = 16
@@ -307,15 +300,3 @@ def _replacer(rule: _Rule) -> Callable[[re.Match[str]], str]:
         )
 
     return replace
-
-
-def pseudonymise(user_id: str, key: bytes) -> str:
-    """Keyed pseudonym of a user id: HMAC-SHA256, hex, first ``PSEUDONYM_HEX_CHARS`` chars.
-
-    The same (id, key) always gives the same pseudonym, so joins still work; without the
-    key the id cannot be recovered or confirmed by hashing guesses. An empty key is refused.
-    """
-    if not key:
-        raise ClrecError("pseudonymise needs a non-empty secret key")
-    digest = hmac.new(key, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()
-    return digest[:PSEUDONYM_HEX_CHARS]

@@ -1,21 +1,17 @@
-"""Graph augmentations and the view contrast that trains on them (SGL, SimGCL).
+"""Augmentation views and the view contrast that trains on them (SimGCL).
 
 Self-supervised graph learning makes two perturbed views of every node and asks the model to
-recognise a node's two views among the batch's nodes (InfoNCE). Two perturbations:
-
-* :func:`edge_dropout` (SGL, Wu et al. 2021): each training edge is kept with probability
-  ``keep``; propagating over two such subgraphs gives two views.
-* :func:`simgcl_noise` (SimGCL, Yu et al. 2022): a small random vector of length ``eps`` is added
-  to each embedding, pointing into the embedding's own orthant
-  (``e + eps · sign(e) ⊙ normalize(U(0, 1))``), which perturbs the view without moving it
-  far. It is cheaper than re-propagating over a dropped-out graph.
+recognise a node's two views among the batch's nodes (InfoNCE). The perturbation is
+:func:`simgcl_noise` (SimGCL, Yu et al. 2022): a small random vector of length ``eps`` is added
+to each embedding, pointing into the embedding's own orthant
+(``e + eps · sign(e) ⊙ normalize(U(0, 1))``), which perturbs the view without moving it far —
+cheaper than SGL's re-propagation over two edge-dropped subgraphs.
 
 :func:`view_contrast_loss` is the cosine InfoNCE between the two views.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional
@@ -45,23 +41,6 @@ def simgcl_noise(
     )  # (N, D)
     noise = functional.normalize(noise.to(embeddings.device), dim=1)  # (N, D), unit rows
     return embeddings + eps * torch.sign(embeddings) * noise
-
-
-def edge_dropout(
-    users: np.ndarray, items: np.ndarray, keep: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each ``(users[k], items[k])`` edge independently with probability ``keep``."""
-    if not 0 <= keep <= 1:
-        raise ClrecError(f"keep must be in [0, 1], got {keep}")
-    users = np.asarray(users)
-    items = np.asarray(items)
-    if users.ndim != 1 or users.shape != items.shape:
-        raise ClrecError(
-            f"users and items must be 1-d arrays of equal length, got shapes {users.shape} "
-            f"and {items.shape}"
-        )
-    kept = rng.random(len(users)) < keep  # (E,)
-    return users[kept], items[kept]
 
 
 def view_contrast_loss(

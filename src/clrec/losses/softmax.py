@@ -1,15 +1,12 @@
-"""Softmax (cross-entropy) recommendation losses over raw dot-product scores.
+"""Softmax (cross-entropy) recommendation losses over the model's scores, computed per user.
 
-Three ways to pick the items a user's positive competes with:
+* :func:`catalogue_softmax_loss`: the whole catalogue, one log-sum-exp per user shared by all
+  of their positives;
+* :func:`sampled_catalogue_softmax_loss`: the same against ``K`` items sampled once per batch,
+  with the log(I / K) correction;
+* :func:`truncated_mean`: the truncated loss against noisy positives both can use.
 
-* :func:`full_softmax_loss`: the whole catalogue, exact but ``O(B · I)``.
-* :func:`in_batch_softmax_loss`: the other rows' positives (the two-tower / YouTube recipe);
-  an item that appears twice in the batch is masked out of its own row's negatives, as in
-  :func:`clrec.losses.infonce.info_nce`, whose masked cross-entropy it reuses.
-* :func:`sampled_softmax_loss`: ``K`` sampled negatives per row.
-
-Scores are unnormalised dot products ``u · i / τ`` (the model's own scoring function), unlike
-InfoNCE's default cosine similarity.
+Scores are the model's own similarities over a temperature ``τ``.
 """
 
 from __future__ import annotations
@@ -22,83 +19,9 @@ from torch.nn import functional
 
 from clrec.errors import ClrecError
 from clrec.losses.infonce import (
-    check_pair,
     check_temperature,
-    masked_diagonal_cross_entropy,
     zero_loss,
 )
-
-
-def full_softmax_loss(
-    users: Tensor, items: Tensor, positives: Tensor, temperature: float = 1.0
-) -> Tensor:
-    """Mean cross-entropy of ``users @ items.T / τ`` against the positive item indices.
-
-    ``users`` is ``(B, D)``, ``items`` the whole catalogue ``(I, D)``, ``positives`` ``(B,)``
-    int64 indices into ``items``.
-    """
-    check_temperature(temperature)
-    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
-        raise ClrecError(
-            f"users (B, D) and items (I, D) must be 2-d with the same D, got shapes "
-            f"{tuple(users.shape)} and {tuple(items.shape)}"
-        )
-    if positives.shape != (users.shape[0],):
-        raise ClrecError(
-            f"positives must have shape ({users.shape[0]},), got {tuple(positives.shape)}"
-        )
-    if positives.is_floating_point() or positives.is_complex():
-        raise ClrecError(f"positives must be integer item indices, got dtype {positives.dtype}")
-    if users.shape[0] == 0:
-        return zero_loss(users, items)
-    if int(positives.min()) < 0 or int(positives.max()) >= items.shape[0]:
-        raise ClrecError(f"positives must index the {items.shape[0]} items, got ids out of range")
-    logits = users @ items.T / temperature  # (B, I)
-    return functional.cross_entropy(logits, positives.to(device=logits.device, dtype=torch.int64))
-
-
-def in_batch_softmax_loss(
-    users: Tensor,
-    positives: Tensor,
-    temperature: float = 1.0,
-    *,
-    item_ids: Tensor | None = None,
-) -> Tensor:
-    """Softmax over the batch's positives: row ``i``'s target is ``positives[i]``.
-
-    ``users`` and ``positives`` are ``(B, D)``; ``item_ids`` (``(B,)`` int64) masks a repeated
-    item out of the negatives of the rows whose positive it is.
-    """
-    check_temperature(temperature)
-    check_pair(users, positives, ("users", "positives"))
-    if users.shape[0] == 0:
-        return zero_loss(users, positives)
-    logits = users @ positives.T / temperature  # (B, B)
-    return masked_diagonal_cross_entropy(logits, item_ids)
-
-
-def sampled_softmax_loss(
-    users: Tensor, positives: Tensor, negatives: Tensor, temperature: float = 1.0
-) -> Tensor:
-    """Softmax of each row's positive against its own ``K`` sampled negatives.
-
-    ``users`` and ``positives`` are ``(B, D)``, ``negatives`` ``(B, K, D)``.
-    """
-    check_temperature(temperature)
-    check_pair(users, positives, ("users", "positives"))
-    if negatives.ndim != 3 or negatives.shape[0] != users.shape[0]:
-        raise ClrecError(
-            f"negatives must be (B, K, D) with B = {users.shape[0]}, got {tuple(negatives.shape)}"
-        )
-    if negatives.shape[2] != users.shape[1]:
-        raise ClrecError(f"negatives must have D = {users.shape[1]}, got {tuple(negatives.shape)}")
-    if users.shape[0] == 0:
-        return zero_loss(users, positives, negatives)
-    positive_scores = (users * positives).sum(dim=1, keepdim=True)  # (B, 1)
-    negative_scores = torch.einsum("bd,bkd->bk", users, negatives)  # (B, K)
-    logits = torch.cat([positive_scores, negative_scores], dim=1) / temperature  # (B, 1 + K)
-    labels = torch.zeros(users.shape[0], dtype=torch.int64, device=logits.device)  # (B,)
-    return functional.cross_entropy(logits, labels)
 
 
 def catalogue_softmax_loss(
@@ -111,8 +34,8 @@ def catalogue_softmax_loss(
     """Full-catalogue softmax computed once per user: the mean over every (row, item) pair.
 
     ``logits`` ``(B, I)`` are the batch users' scores over the catalogue; pair ``k`` says that
-    ``items[k]`` is a positive of batch row ``rows[k]``. The value equals
-    :func:`full_softmax_loss` over all those pairs, but the log-sum-exp of a row is shared by
+    ``items[k]`` is a positive of batch row ``rows[k]``. The value is the mean cross-entropy
+    of every pair against the whole catalogue, but the log-sum-exp of a row is shared by
     all of its user's positives, so an epoch costs ``U × I`` logits instead of ``|R| × I``.
     ``drop_rate`` > 0 leaves out that share of the pairs with the largest loss
     (:func:`truncated_mean`).

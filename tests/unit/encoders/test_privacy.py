@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
 from clrec.encoders.privacy import (
-    PSEUDONYM_HEX_CHARS,
     PrivacyMasker,
     iban_valid,
     luhn_valid,
-    pseudonymise,
 )
 from clrec.errors import ClrecError
 
@@ -174,16 +171,6 @@ def test_disabled_masker_returns_text_unchanged() -> None:
 
 def test_mask_many_keeps_none(masker: PrivacyMasker) -> None:
     assert masker.mask_many(["a@b.io", None]) == ["[EMAIL]", None]
-
-
-def test_pseudonymise_is_keyed_stable_and_short() -> None:
-    first = pseudonymise("user-42", b"secret")
-    assert first == pseudonymise("user-42", b"secret")
-    assert first != pseudonymise("user-42", b"other key")
-    assert first != pseudonymise("user-43", b"secret")
-    assert re.fullmatch(rf"[0-9a-f]{{{PSEUDONYM_HEX_CHARS}}}", first)
-    with pytest.raises(ClrecError):
-        pseudonymise("user-42", b"")
 
 
 @pytest.mark.parametrize("unit", ["a", "1.", "1-", "A-", "Aa ", "12 Ab ", "ab:", "http://x"])

@@ -3,13 +3,12 @@
 import math
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 import torch
 
 from clrec.errors import ClrecError
 from clrec.losses.alignment import alignment_loss
-from clrec.losses.augmentation import edge_dropout, simgcl_noise, view_contrast_loss
+from clrec.losses.augmentation import simgcl_noise, view_contrast_loss
 from clrec.losses.cross_user import cross_user_loss
 from clrec.losses.infonce import info_nce
 from clrec.losses.intra_user import intra_user_loss
@@ -175,29 +174,3 @@ def test_simgcl_noise_bad_arguments() -> None:
         simgcl_noise(torch.ones(2), 0.1)
     with pytest.raises(ClrecError, match="floating"):
         simgcl_noise(torch.ones(2, 2, dtype=torch.int64), 0.1)
-
-
-def test_edge_dropout_keeps_aligned_edges_at_the_right_rate() -> None:
-    users = np.arange(10_000, dtype=np.int64)
-    items = users * 3 + 1
-    kept_users, kept_items = edge_dropout(users, items, 0.7, np.random.default_rng(0))
-    assert len(kept_users) == len(kept_items)
-    assert abs(len(kept_users) / 10_000 - 0.7) < 0.02
-    np.testing.assert_array_equal(kept_items, kept_users * 3 + 1)  # pairs stay together
-    assert (np.diff(kept_users) > 0).all()  # a subset, in order
-    again = edge_dropout(users, items, 0.7, np.random.default_rng(0))
-    np.testing.assert_array_equal(again[0], kept_users)
-
-
-def test_edge_dropout_extremes_and_bad_arguments() -> None:
-    users = np.array([0, 1, 2])
-    items = np.array([5, 6, 7])
-    rng = np.random.default_rng(0)
-    all_users, all_items = edge_dropout(users, items, 1.0, rng)
-    np.testing.assert_array_equal(all_users, users)
-    np.testing.assert_array_equal(all_items, items)
-    assert len(edge_dropout(users, items, 0.0, rng)[0]) == 0
-    with pytest.raises(ClrecError, match="keep"):
-        edge_dropout(users, items, 1.5, rng)
-    with pytest.raises(ClrecError, match="equal length"):
-        edge_dropout(users, items[:2], 0.5, rng)
