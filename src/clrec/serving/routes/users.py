@@ -1,0 +1,49 @@
+"""Users: the known user ids (the browser page's search) and a user's history."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from clrec.serving.deps import StateDep
+from clrec.serving.schemas import PROTECTED, HistoryItem, UserHistory, UserList, error_responses
+
+router = APIRouter(tags=["users"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="most entries to return")]
+
+
+@router.get("/v1/users", response_model=UserList, responses=error_responses(*PROTECTED))
+def find_users(
+    state: StateDep,
+    prefix: Annotated[str, Query(max_length=256, description="the ids' common start")] = "",
+    limit: Limit = 20,
+) -> UserList:
+    """Known user ids (trained, or known by recorded events) that start with ``prefix``:
+    the browser page's user search."""
+    users, total = state.find_users(prefix, limit)
+    return UserList(prefix=prefix, total=total, users=users)
+
+
+@router.get(
+    "/v1/users/{user_id}/history",
+    response_model=UserHistory,
+    responses=error_responses(*PROTECTED, 404),
+)
+def user_history(
+    state: StateDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    limit: Limit = 50,
+) -> UserHistory:
+    """The items a known user interacted with: recorded events first, then the run's own
+    interactions (the artifact keeps no time order)."""
+    entries, total = state.user_history(user_id, limit)
+    return UserHistory(
+        user=user_id,
+        total=total,
+        items=[
+            HistoryItem(id=e.id, title=e.title, image=e.image, source=e.source) for e in entries
+        ],
+    )
+
+
+__all__ = ["router"]
