@@ -27,7 +27,12 @@ from clrec.models.base import Recommender, Validator
 from clrec.models.clrec.config import NOT_DECISIVE, ClrecConfig
 from clrec.models.clrec.network import ClrecNetwork, history_matrix
 from clrec.models.clrec.objective import TrainingPlan
-from clrec.models.clrec.prior import check_prior_size, fit_prior, history_scores
+from clrec.models.clrec.prior import (
+    check_prior_size,
+    choose_weight,
+    fit_prior,
+    history_scores,
+)
 from clrec.models.ease import EASE
 from clrec.models.embedding import (
     PooledUserModel,
@@ -108,10 +113,26 @@ class ClrecRecommender(PooledUserModel, Recommender):
             self.stopped_by_time = result.stopped_by_time
             self.refresh()
             if config.prior == "ease":
-                fit_prior(self, train, self._train_history, validator)
+                self._fuse_prior(train, self._train_history, validator)
         finally:
             torch.set_num_threads(previous_threads)
         return self
+
+    def _fuse_prior(
+        self, train: Dataset, history: sp.csr_matrix, validator: Validator | None
+    ) -> None:
+        """Fit the EASE prior on the pooled history, then choose its weight on validation."""
+        self.prior, self.prior_norm, self.prior_search = fit_prior(
+            self.config, train, history, validator
+        )
+        ndcg_with = None if validator is None else partial(self._ndcg_with_prior, validator)
+        self.prior_scale, searched = choose_weight(self.config, ndcg_with)
+        self.prior_search += searched
+
+    def _ndcg_with_prior(self, validator: Validator, weight: float) -> float:
+        """Validation NDCG@10 of the model with the prior at ``weight``."""
+        self.prior_scale = weight
+        return validator(self).get("ndcg@10", 0.0)
 
     def _loop_config(self) -> LoopConfig:
         config = self.config

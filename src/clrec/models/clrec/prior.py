@@ -9,7 +9,7 @@ spread of the prior's scores on a sample of users, so ``w`` means the same on an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,10 +17,8 @@ import scipy.sparse as sp
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.models.base import Validator
+from clrec.models.clrec.config import ClrecConfig
 from clrec.models.ease import EASE
-
-if TYPE_CHECKING:
-    from clrec.models.clrec.model import ClrecRecommender
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 PRIOR_REGS = (10.0, 50.0, 250.0, 1000.0)
@@ -47,40 +45,42 @@ def prior_model(train: Dataset, history: sp.csr_matrix, reg: float) -> EASE:
 
 
 def fit_prior(
-    model: ClrecRecommender, train: Dataset, history: sp.csr_matrix, validator: Validator | None
-) -> None:
-    """Fit ``model``'s prior (λ by its own validation NDCG@10), scale it to unit spread, then
-    pick its weight on validation NDCG@10 of the fused model; sets ``model.prior``,
-    ``prior_norm``, ``prior_scale`` and ``prior_search``."""
-    config = model.config
+    config: ClrecConfig, train: Dataset, history: sp.csr_matrix, validator: Validator | None
+) -> tuple[EASE, float, list[dict[str, float]]]:
+    """The prior (λ by its own validation NDCG@10 unless ``prior_reg`` is given), ``1 / σ``
+    of its scores on a sample of users, and the λ search."""
     regs = PRIOR_REGS if config.prior_reg is None else (config.prior_reg,)
-    model.prior_search = []
+    search: list[dict[str, float]] = []
     if validator is None or len(regs) == 1:
-        model.prior = prior_model(train, history, regs[0] if len(regs) == 1 else DEFAULT_REG)
+        prior = prior_model(train, history, regs[0] if len(regs) == 1 else DEFAULT_REG)
     else:
-        best_score = -np.inf
+        best: tuple[float, EASE] | None = None
         for reg in regs:
             candidate = prior_model(train, history, reg)
             score = validator(candidate).get("ndcg@10", 0.0)
-            model.prior_search.append({"reg": reg, "ndcg@10": score})
-            if score > best_score:
-                best_score, model.prior = score, candidate
+            search.append({"reg": reg, "ndcg@10": score})
+            if best is None or score > best[0]:
+                best = (score, candidate)
             # items² floats each: only the best so far outlives the next fit
             del candidate
-    assert model.prior is not None
+        assert best is not None
+        prior = best[1]
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(train.n_users, size=min(train.n_users, _SPREAD_SAMPLE), replace=False)
-    spread = float(np.std(model.prior.score(np.sort(sample))))
-    model.prior_norm = 1.0 / spread if spread > 0 else 1.0
-    if config.prior_weight is not None or validator is None:
-        model.prior_scale = 1.0 if config.prior_weight is None else config.prior_weight
-        return
-    scored = []
-    for weight in PRIOR_WEIGHTS:
-        model.prior_scale = weight
-        scored.append((validator(model).get("ndcg@10", 0.0), weight))
-    model.prior_scale = max(scored)[1]
-    model.prior_search += [{"weight": w, "ndcg@10": v} for v, w in scored]
+    spread = float(np.std(prior.score(np.sort(sample))))
+    return prior, (1.0 / spread if spread > 0 else 1.0), search
+
+
+def choose_weight(
+    config: ClrecConfig, ndcg_with: Callable[[float], float] | None
+) -> tuple[float, list[dict[str, float]]]:
+    """The prior's weight ``w``: ``prior_weight`` when given (1 without a validator), else the
+    best of :data:`PRIOR_WEIGHTS` by ``ndcg_with(w)`` (validation NDCG@10 of the fused model),
+    and the search."""
+    if config.prior_weight is not None or ndcg_with is None:
+        return (1.0 if config.prior_weight is None else config.prior_weight), []
+    scored = [(ndcg_with(weight), weight) for weight in PRIOR_WEIGHTS]
+    return max(scored)[1], [{"weight": w, "ndcg@10": v} for v, w in scored]
 
 
 def history_scores(
