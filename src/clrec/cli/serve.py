@@ -63,6 +63,14 @@ def serve_command(
     auth: Annotated[
         bool, typer.Option(help="Require an API key (--no-auth only for local tries).")
     ] = True,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime/--frozen",
+            help="A known user's vector follows their recorded events at once (--frozen: it "
+            "stays as trained; events then only exclude items).",
+        ),
+    ] = True,
     max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 100,
     rate_limit: Annotated[
         float, typer.Option(min=0.0, help="Requests per second per API key (0: no limit).")
@@ -97,6 +105,7 @@ def serve_command(
         index={"kind": index} if ef_search is None else {"kind": index, "ef_search": ef_search},
         auth_required=auth,
         ranker=ranker,
+        realtime_users=realtime,
         max_k=max_k,
         rate_limit_per_s=rate_limit,
         rate_limit_burst=burst,

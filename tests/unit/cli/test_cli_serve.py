@@ -96,6 +96,10 @@ def test_serve_starts_the_service_on_the_artifact(
     assert target == "clrec.serving.app:create_app_from_env" and options["factory"] is True
     assert (options["host"], options["port"], options["workers"]) == ("127.0.0.1", 8123, 1)
     assert json.loads(settings)["max_k"] == 5
+    assert json.loads(settings)["realtime_users"] is True
+    frozen = runner.invoke(app, [*args, "--frozen"])
+    assert frozen.exit_code == 0, frozen.output
+    assert json.loads(calls.pop()[2])["realtime_users"] is False
     monkeypatch.setenv(SETTINGS_ENV, settings)
     with TestClient(uvicorn.importer.import_from_string(target)()) as client:
         ready = client.get("/readyz").json()
