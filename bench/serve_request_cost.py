@@ -133,13 +133,15 @@ def graph_costs(artifact: Path, args: argparse.Namespace) -> list[tuple[int, int
     """(m, ef, µs per one-vector query, recall@10 against exact) for each m × ef."""
     art = load_artifact(artifact, verify=False)
     rng = np.random.default_rng(0)
-    queries = art.user_vectors[rng.choice(art.n_users, args.queries, replace=False)]  # (Q, D)
-    exact = VectorIndex.build(art.item_vectors, IndexConfig(kind="exact"))
+    users, items = art.model.user_vectors(), art.model.item_vectors()  # (U, D), (I, D)
+    queries = users[rng.choice(art.n_users, args.queries, replace=False)]  # (Q, D)
+    exact = VectorIndex.build(items, IndexConfig(kind="exact"))
     truth, _ = exact.search(queries, 10)  # (Q, 10)
     rows = []
     for m in args.m:
-        graph = VectorIndex.build(art.item_vectors, IndexConfig(kind="hnsw", m=m, num_threads=2))
-        hnsw = graph._hnsw  # the hnswlib graph itself: its query cost, without our filtering
+        graph = VectorIndex.build(items, IndexConfig(kind="hnsw", m=m, num_threads=2))
+        assert graph._hnsw is not None
+        hnsw = graph._hnsw.graph  # the hnswlib graph itself: its query cost, without filtering
         for ef in args.ef:
             hnsw.set_ef(ef)
             found = [hnsw.knn_query(q[None, :], k=10, num_threads=1)[0][0] for q in queries]

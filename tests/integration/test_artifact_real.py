@@ -13,6 +13,7 @@ loaded; :meth:`Artifact.embed_items` must then place brand-new items where their
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -83,33 +84,40 @@ def _row(artifact: Artifact, item: int, fields: tuple[str, ...]) -> dict[str, st
     return {f: None if pd.isna(values[f]) else str(values[f]) for f in fields}
 
 
-def test_manifest_names_the_text_encoder(artifact: Artifact) -> None:
-    content = artifact.manifest["content"]
-    assert content["modalities"] == ["tags", "text"]
-    text = content["encoders"]["text"]
+def test_featuriser_names_the_text_encoder(artifact: Artifact) -> None:
+    assert artifact.manifest["content"] == ["tags", "text"]
+    featurizer = artifact.model.featurizer
+    assert featurizer is not None and featurizer.names == ["tags", "text"]
+    saved = json.loads((artifact.root / "model" / "featurizer.json").read_text())
+    (text,) = [spec for spec in saved["modalities"] if spec["name"] == "text"]
     assert text["template"] == "{title} | {genres} | {tags}"
-    assert text["identity"].startswith("text:all-MiniLM-L6-v2@")
+    assert saved["identities"]["text"].startswith("text:all-MiniLM-L6-v2@")
     assert text["encoder"]["backend"] == "onnx-int8"
-    assert content["dims"]["text"] == 384
+    assert featurizer.dims["text"] == 384
 
 
 def test_copied_catalogue_row_gives_the_item_back(run: Path, artifact: Artifact) -> None:
     items = _content_only_items(run, artifact, 20)
     fields = tuple(c for c in artifact.catalogue.columns if c != "id")
-    vectors = artifact.embed_items([_row(artifact, int(i), fields) for i in items])  # (20, D)
-    cosines = (vectors * artifact.item_vectors[items]).sum(axis=1)
+    model = artifact.model
+    rows = [_row(artifact, int(i), fields) for i in items]
+    vectors = model.index_vectors(artifact.embed_items(rows))  # (20, D)
+    catalogue = model.item_vectors()  # (I, D)
+    cosines = (vectors * catalogue[items]).sum(axis=1)
     assert cosines.min() > 0.98, cosines
-    nearest = (vectors @ artifact.item_vectors.T).argmax(axis=1)
+    nearest = (vectors @ catalogue.T).argmax(axis=1)
     assert (nearest == items).mean() >= 0.9
 
 
 def test_new_item_lands_near_the_movie_it_copies(run: Path, artifact: Artifact) -> None:
     items = _content_only_items(run, artifact, 30)
     rows = [_row(artifact, int(i), ("title", "genres")) for i in items]
-    vectors = artifact.embed_items(rows)  # (30, D)
-    similar = artifact.item_vectors[items] @ artifact.item_vectors.T  # (30, I)
+    model = artifact.model
+    vectors = model.index_vectors(artifact.embed_items(rows))  # (30, D)
+    catalogue = model.item_vectors()  # (I, D)
+    similar = catalogue[items] @ catalogue.T  # (30, I)
     similar[np.arange(len(items)), items] = -np.inf  # the movie itself is not a neighbour
-    new = (vectors * artifact.item_vectors[items]).sum(axis=1)  # (30,)
+    new = (vectors * catalogue[items]).sum(axis=1)  # (30,)
     ranks = (similar > new[:, None]).sum(axis=1)  # items closer to the movie than the new one
     # the tags field is left out, so a few movies drift further; nearly all stay in the top 5
     assert (ranks < 5).mean() >= 0.9 and np.median(ranks) == 0, ranks

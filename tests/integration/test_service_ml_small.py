@@ -59,7 +59,7 @@ def test_every_route_on_ml_latest_small(
     status, body = get("GET", route, token=reader)
     assert status == 200 and len(body["items"]) == 10
     index = art.user_index[user]
-    scores = art.score(index)  # (I,)
+    scores = art.model.score(np.array([index]))[0]  # type: ignore[attr-defined]  # (I,)
     scores[art.seen_items(index)] = -np.inf
     expected = [art.item_ids[i] for i in np.argsort(-scores, kind="stable")[:10]]
     assert [item["id"] for item in body["items"]] == expected
@@ -115,7 +115,7 @@ def _catalogue_fields(art: Artifact, item: str) -> dict[str, str]:
     row = art.catalogue.iloc[art.item_index[item]]
     return {
         name: str(row[name])
-        for name in art.manifest["content"]["item_fields"]
+        for name in art.item_fields
         if name in row and isinstance(row[name], str)
     }
 

@@ -81,8 +81,10 @@ def _cold_item(artifact: Path) -> tuple[str, dict[str, str]]:
         {"title": str(row["title"]), "genres": str(row["genres"])}
         for _, row in art.catalogue.iterrows()
     ]
-    same = np.isclose(art.embed_items(fields), art.item_vectors, atol=1e-5).all(axis=1)
-    unique = (art.item_vectors @ art.item_vectors.T > 1 - 1e-4).sum(axis=1) == 1
+    vectors = art.model.item_vectors()  # (I, D)
+    embedded = art.model.index_vectors(art.embed_items(fields))  # (I, D)
+    same = np.isclose(embedded, vectors, atol=1e-5).all(axis=1)
+    unique = (vectors @ vectors.T > 1 - 1e-4).sum(axis=1) == 1
     row = int(np.flatnonzero(same & unique)[0])
     return art.item_ids[row], fields[row]
 
