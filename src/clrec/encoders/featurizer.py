@@ -204,7 +204,7 @@ class ItemFeaturizer:
         self.identities = dict(identities or {})  # encoder identity per encoded modality
         self.dims = dict(dims or {})  # width per modality, known once it has encoded
         self.cache_dir = cache_dir
-        self._encoders = Encoders(keep_images=True)
+        self._kept = Encoders(keep_images=True)  # new rows, one request at a time
 
     @property
     def names(self) -> list[str]:
@@ -273,11 +273,12 @@ class ItemFeaturizer:
 
     # ------------------------------------------------------------------ transforming
     def encode_dataset(
-        self, dataset: Dataset, *, use_cache: bool = True, progress: bool = True
+        self, dataset: Dataset, *, progress: bool = True
     ) -> tuple[dict[str, np.ndarray], EncodeSummary]:
         """Content matrices ``(n_items, d)`` of ``dataset``'s items (its precomputed vectors
-        included) and what was encoded, read from the cache or skipped."""
-        return self._encode(dataset, use_cache=use_cache, progress=progress)
+        included) and what was encoded, read from the cache or skipped. An image model loads
+        only if some image is not in the cache."""
+        return self._encode(dataset, self._cache_root(), Encoders(), progress)
 
     def transform(self, rows: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
         """Content matrices ``(n, d)`` of new items given as field → value mappings (e.g.
@@ -287,7 +288,7 @@ class ItemFeaturizer:
         frame = self.frame(rows)  # (n, fields)
         if frame.empty:
             return {name: np.zeros((0, self.dims.get(name, 0)), np.float32) for name in self.names}
-        content, _ = self._encode(self._catalogue(frame), use_cache=False, progress=False)
+        content, _ = self._encode(self._catalogue(frame), None, self._kept, progress=False)
         present = np.zeros(len(frame), dtype=bool)  # (n,)
         for matrix in content.values():
             present |= ~np.isnan(matrix).any(axis=1)
@@ -346,12 +347,11 @@ class ItemFeaturizer:
         )
 
     def _encode(
-        self, dataset: Dataset, *, use_cache: bool, progress: bool
+        self, dataset: Dataset, cache: Path | None, encoders: Encoders, progress: bool
     ) -> tuple[dict[str, np.ndarray], EncodeSummary]:
-        specs = [self._runnable(spec, progress) for spec in self.modalities]
-        cache = self._cache_root() if use_cache else None
+        specs = [self._runnable(spec, encoders, progress) for spec in self.modalities]
         vectors, summary = (
-            encode_dataset(dataset, specs, cache, self._encoders)
+            encode_dataset(dataset, specs, cache, encoders)
             if specs
             else ({}, EncodeSummary(dataset.name))
         )
@@ -362,14 +362,14 @@ class ItemFeaturizer:
             self.dims.setdefault(name, int(matrix.shape[1]))
         return dict(sorted(content.items())), summary
 
-    def _runnable(self, spec: Modality, progress: bool) -> Modality:
+    def _runnable(self, spec: Modality, encoders: Encoders, progress: bool) -> Modality:
         """``spec`` with this machine's settings (ONNX folder, progress), its encoder checked
         against the identity it was fitted with."""
         root = self._cache_root()
         onnx = None if root is None else str(root / "onnx")
         if isinstance(spec, TextModality):
             config = dataclasses.replace(spec.encoder, progress=progress, onnx_dir=onnx)
-            self._check_identity(spec.name, self._encoders.text(config).identity)
+            self._check_identity(spec.name, encoders.text(config).identity)
             return dataclasses.replace(spec, encoder=config)
         if isinstance(spec, ImageModality):
             from clrec.encoders.image import ImageEncoderConfig
