@@ -239,8 +239,31 @@ class PooledUsers:
 
 
 class PooledUserModel:
-    """The real-time user part of :class:`EmbeddingModel` for a model whose users are
-    :class:`PooledUsers` (it says how in :meth:`pooled_users`)."""
+    """The parts of :class:`EmbeddingModel` that BPR-MF, LightGCN and clrec share: the final
+    user and item vectors a fit or load sets, and users as :class:`PooledUsers` (each model
+    says how in :meth:`pooled_users`)."""
+
+    _user_final: Tensor | None  # (U, D) index space
+    _item_final: Tensor | None  # (I, D) index space
+
+    def _finals(self) -> tuple[Tensor, Tensor]:
+        if self._user_final is None or self._item_final is None:
+            raise ClrecError(f"{type(self).__name__} has no vectors yet; call fit first")
+        return self._user_final, self._item_final
+
+    @property
+    def n_users(self) -> int:
+        return int(self._finals()[0].shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self._finals()[1].shape[0])
+
+    def item_vectors(self) -> np.ndarray:
+        return as_numpy(self._finals()[1])
+
+    def user_vectors(self) -> np.ndarray:
+        return as_numpy(self._finals()[0])
 
     def pooled_users(self) -> PooledUsers:
         """The model's users: its trained vectors, ID table and training history."""

@@ -33,7 +33,6 @@ from clrec.models.embedding import (
     PooledUsers,
     Similarity,
     UserState,
-    as_numpy,
 )
 from clrec.training.adversarial import adversarial_loss, check_adversarial
 from clrec.training.sampling import NegativeSampler
@@ -258,19 +257,7 @@ class EmbeddingRecommender(PooledUserModel, Recommender):
         scores = users_final[index] @ items_final.T  # (B, I)
         return scores.to(device="cpu", dtype=torch.float32).numpy()
 
-    def _finals(self) -> tuple[Tensor, Tensor]:
-        if self._user_final is None or self._item_final is None:
-            raise ClrecError(f"{type(self).__name__} has no vectors yet; call fit first")
-        return self._user_final, self._item_final
-
     # ------------------------------------------------------------------ EmbeddingModel
-    @property
-    def n_users(self) -> int:
-        return int(self._finals()[0].shape[0])
-
-    @property
-    def n_items(self) -> int:
-        return int(self._finals()[1].shape[0])
 
     @property
     def similarity(self) -> Similarity:
@@ -284,17 +271,11 @@ class EmbeddingRecommender(PooledUserModel, Recommender):
     def featurizer(self) -> ItemFeaturizer | None:
         return None
 
-    def item_vectors(self) -> np.ndarray:
-        return as_numpy(self._finals()[1])
-
     def history_vectors(self) -> np.ndarray:
         return self.item_vectors()
 
     def index_vectors(self, vectors: np.ndarray) -> np.ndarray:
         return np.asarray(vectors, dtype=np.float32)
-
-    def user_vectors(self) -> np.ndarray:
-        return as_numpy(self._finals()[0])
 
     def embed_items(self, content: Mapping[str, np.ndarray]) -> np.ndarray:
         raise ClrecError(f"a {self.name!r} model reads no content, so it cannot embed items")

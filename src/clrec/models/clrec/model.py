@@ -201,19 +201,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
         scores = self.fused_scores(similarities, prior)
         return scores.to(device="cpu", dtype=torch.float32).numpy()
 
-    def _finals(self) -> tuple[Tensor, Tensor]:
-        if self._user_final is None or self._item_final is None:
-            raise ClrecError("the clrec model has no vectors yet; call fit first")
-        return self._user_final, self._item_final
-
     # ------------------------------------------------------------------ EmbeddingModel
-    @property
-    def n_users(self) -> int:
-        return int(self._finals()[0].shape[0])
-
-    @property
-    def n_items(self) -> int:
-        return int(self._finals()[1].shape[0])
 
     @property
     def similarity(self) -> Similarity:
@@ -227,9 +215,6 @@ class ClrecRecommender(PooledUserModel, Recommender):
     def featurizer(self) -> ItemFeaturizer | None:
         return self.featurizer_
 
-    def item_vectors(self) -> np.ndarray:
-        return as_numpy(self._finals()[1])
-
     def history_vectors(self) -> np.ndarray:
         if self._item_pooled is None:
             raise ClrecError("the clrec model has no vectors yet; call fit first")
@@ -239,9 +224,6 @@ class ClrecRecommender(PooledUserModel, Recommender):
         if self.config.similarity == "cosine":
             return normalized(vectors)
         return np.asarray(vectors, dtype=np.float32)
-
-    def user_vectors(self) -> np.ndarray:
-        return as_numpy(self._finals()[0])
 
     @torch.no_grad()
     def embed_items(self, content: Mapping[str, np.ndarray]) -> np.ndarray:
