@@ -7,6 +7,9 @@ Cases (each in its own process, so peak RSS belongs to that case alone):
 * ``ml1m-ease``: the same pass scored by a fitted EASE (an items × items matmul per batch).
 * ``synthetic-1m``: 2,000 users against a synthetic catalogue of 1,000,000 items with
   power-law popularity, 64-d dot-product scores; memory must stay bounded by the batch.
+* ``synthetic-ease-17k``: 50,000 users, 17,000 items, ~440k power-law interactions (the
+  medium catalogue of issue 18), scored by a fitted EASE (λ 250): the pass should cost what
+  its arithmetic does (~440k history non-zeros × 17k columns), not a copy of the weights.
 
 Usage: ``python bench/eval_speed.py [--case NAME ...] [--threads N]``; prints a Markdown table.
 """
@@ -31,7 +34,7 @@ from clrec.data.splits import SplitConfig, split_dataset
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
 from clrec.models.base import Recommender, Validator
 
-CASES = ("ml1m-embedding", "ml1m-ease", "synthetic-1m")
+CASES = ("ml1m-embedding", "ml1m-ease", "synthetic-1m", "synthetic-ease-17k")
 
 
 class RandomEmbeddings(Recommender):
@@ -69,25 +72,31 @@ def _ml1m() -> tuple[Dataset, Any]:
     return dataset, split_dataset(dataset, SplitConfig(seed=2020))
 
 
-def _synthetic(n_users: int = 2000, n_items: int = 1_000_000, per_user: int = 50) -> Any:
+def _synthetic(name: str, n_users: int = 2000, n_items: int = 1_000_000, per_user: int = 50) -> Any:
     rng = np.random.default_rng(0)
     items = (rng.zipf(1.3, n_users * per_user * 2) - 1) % n_items
     users = np.repeat(np.arange(n_users), per_user * 2)
     frame = pd.DataFrame({"user": users, "item": items}).drop_duplicates()
     frame = frame.groupby("user").head(per_user)
     catalogue = pd.DataFrame({"id": np.arange(n_items).astype(str)})
-    dataset = Dataset.from_external("synthetic-1m", frame, item_content=catalogue)
+    dataset = Dataset.from_external(name, frame, item_content=catalogue)
     return dataset, split_dataset(dataset, SplitConfig(seed=0))
 
 
 def run_case(case: str, threads: int, queue: Any) -> None:
     torch.set_num_threads(threads)
-    dataset, split = _synthetic() if case == "synthetic-1m" else _ml1m()
+    if case == "synthetic-1m":
+        dataset, split = _synthetic(case)
+    elif case == "synthetic-ease-17k":
+        dataset, split = _synthetic(case, n_users=50_000, n_items=17_000, per_user=9)
+    else:
+        dataset, split = _ml1m()
     model: Recommender
-    if case == "ml1m-ease":
+    if case.endswith("ease") or case.startswith("synthetic-ease"):
         from clrec.models.ease import EASE
 
-        model = EASE(reg_weight=500.0).fit(dataset.with_interactions(split.train))
+        reg = 500.0 if case == "ml1m-ease" else 250.0
+        model = EASE(reg_weight=reg).fit(dataset.with_interactions(split.train))
     else:
         model = RandomEmbeddings(dataset.n_users, dataset.n_items)
     evaluator = Evaluator(dataset, split.train, EvaluationConfig(progress=False))

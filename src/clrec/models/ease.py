@@ -46,7 +46,11 @@ class EASE(Recommender):
         del factor
         weights.div_(weights.diagonal().clone()).neg_()  # column j: -P_ij / P_jj
         weights.fill_diagonal_(0.0)
-        self.weights = weights.numpy()
+        # LAPACK leaves the inverse column-major; scipy's sparse × dense product reads the
+        # dense side row by row and would copy all I² floats to row-major on every call
+        # (1.2 GB per scored batch at 17k items): store it row-major once.
+        self.weights = np.ascontiguousarray(weights.numpy())
+        del weights
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -68,6 +72,6 @@ class EASE(Recommender):
         root = Path(directory)
         meta = json.loads((root / "model.json").read_text())
         model = cls(reg_weight=float(meta["reg_weight"]))
-        model.weights = np.load(root / "weights.npy")
+        model.weights = np.ascontiguousarray(np.load(root / "weights.npy"))  # row-major
         model.seen = sp.load_npz(root / "seen.npz").tocsr()
         return model

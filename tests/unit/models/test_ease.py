@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -26,3 +28,16 @@ def test_weights_match_the_closed_form() -> None:
     np.testing.assert_allclose(model.weights, expected, rtol=1e-4, atol=1e-6)
     scores = model.score(np.arange(dataset.n_users))
     np.testing.assert_allclose(scores, x @ expected, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_are_row_major_after_fit_and_load(tmp_path: Path) -> None:
+    """scipy's sparse × dense product copies a column-major dense side to row-major on every
+    call (all I² floats): the weights must be stored row-major, fitted or loaded."""
+    rng = np.random.default_rng(0)
+    users, items = np.nonzero(rng.random((30, 20)) < 0.3)
+    frame = pd.DataFrame({"user": users.astype(str), "item": items.astype(str)})
+    model = EASE(reg_weight=5.0).fit(Dataset.from_external("tiny", frame))
+    loaded = EASE.load(model.save(tmp_path / "ease"))
+    for weights in (model.weights, loaded.weights):
+        assert weights is not None and weights.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(loaded.score(np.arange(5)), model.score(np.arange(5)))
