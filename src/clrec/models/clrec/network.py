@@ -15,6 +15,7 @@ Representations (all ``D``-dimensional):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,7 @@ class ClrecNetwork(nn.Module):
             self.content[name] = torch.nan_to_num(matrix, nan=0.0)  # (I, d_m)
             self.present[name] = present
         self.item_known = torch.zeros(n_items, dtype=torch.bool)
+        self.pooling: sp.csr_matrix | None = None  # (U, I) row-normalised, scipy
         self.history: Tensor | None = None  # (U, I) row-normalised sparse CSR
         self.history_t: Tensor | None = None  # (I, U) its transpose, for the backward pass
         self.adjacency: Tensor | None = None  # (U + I, U + I) sparse CSR
@@ -135,6 +137,7 @@ class ClrecNetwork(nn.Module):
         totals = np.asarray(history.sum(axis=1), dtype=np.float32).ravel()
         scale = sp.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0))
         pooling = (scale @ history).tocsr()
+        self.pooling = pooling  # (U, I) scipy CSR: a step slices its users' rows
         self.history = to_torch_csr(pooling, device)
         self.history_t = to_torch_csr(pooling.T.tocsr(), device)
         if self.config.n_layers:
@@ -181,3 +184,86 @@ class ClrecNetwork(nn.Module):
             users = simgcl_noise(users, noise_eps, generator)
             items = simgcl_noise(items, noise_eps, generator)
         return users, items, item_id, content
+
+    def history_items(self, users: np.ndarray) -> np.ndarray:
+        """The distinct items ``users`` pool (sorted): what their vectors are built from."""
+        if not self.config.use_history or self.pooling is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(self.pooling[users].indices).astype(np.int64)
+
+    def rows(
+        self,
+        users: np.ndarray,
+        items: np.ndarray | None,
+        generator: torch.Generator | None = None,
+        noise_eps: float = 0.0,
+    ) -> StepRows:
+        """The vectors of ``users`` and ``items`` only (sorted unique rows; ``items`` None:
+        every item), what one step needs: its cost grows with the rows and their histories,
+        not with the catalogue. ``items`` must hold every item ``users`` pool
+        (:meth:`history_items`). The ID-dropout and modality-dropout draws are taken for the
+        given item rows, in order, so with every item given they are the full pass's draws.
+        With LightGCN propagation (``n_layers``) the whole graph is needed: every row."""
+        if self.config.n_layers:
+            all_users, all_items, item_id, content = self.embeddings(generator, noise_eps)
+            return StepRows(None, all_users, None, all_items, item_id, content)
+        index = None if items is None else torch.as_tensor(items, device=self.item_table.device)
+        item_id = self.item_table if index is None else self.item_table[index]  # (n_i, D)
+        known = self.item_known if index is None else self.item_known[index]  # (n_i,)
+        item_id = item_id * known.unsqueeze(1)
+        content = None
+        if self.fusion is not None:
+            features = {m: v if index is None else v[index] for m, v in self.content.items()}
+            present = {m: v if index is None else v[index] for m, v in self.present.items()}
+            content = self.fusion(features, present, generator)  # (n_i, D)
+        kept_id = item_id
+        if self.training and self.config.id_dropout > 0:
+            draws = torch.rand(item_id.shape[0], generator=generator).to(item_id.device)
+            kept_id = item_id * (draws >= self.config.id_dropout).unsqueeze(1)
+        vectors = kept_id if content is None else kept_id + content  # (n_i, D)
+        user_index = torch.as_tensor(users, device=self.user_table.device)
+        user_vectors = self.user_table[user_index]  # (n_u, D)
+        if self.config.use_history and self.pooling is not None:
+            block = self.pooling[users]  # (n_u, I) scipy, its users' rows only
+            if items is not None:  # columns → positions among the given items
+                block = sp.csr_matrix(
+                    (block.data, np.searchsorted(items, block.indices), block.indptr),
+                    shape=(len(users), len(items)),
+                )
+            device = vectors.device
+            pooled = _SparseMM.apply(  # type: ignore[no-untyped-call]
+                to_torch_csr(block, device), to_torch_csr(block.T.tocsr(), device), vectors
+            )
+            user_vectors = user_vectors + pooled  # (n_u, D)
+        if noise_eps > 0:
+            user_vectors = simgcl_noise(user_vectors, noise_eps, generator)
+            vectors = simgcl_noise(vectors, noise_eps, generator)
+        return StepRows(users, user_vectors, items, vectors, item_id, content)
+
+
+@dataclass(frozen=True)
+class StepRows:
+    """One step's vectors: ``users`` ``(n_u, D)`` for the user rows ``user_index`` and
+    ``items`` ``(n_i, D)`` (with their ID and content parts) for ``item_index`` (None: every
+    row, in order). :meth:`user_at` / :meth:`item_at` map model rows to positions."""
+
+    user_index: np.ndarray | None
+    users: Tensor
+    item_index: np.ndarray | None
+    items: Tensor
+    item_id: Tensor
+    content: Tensor | None
+
+    def user_at(self, rows: np.ndarray) -> Tensor:
+        """Positions ``(n,)`` of the model's user ``rows`` in :attr:`users`."""
+        return _positions(self.user_index, rows, self.users.device)
+
+    def item_at(self, rows: np.ndarray) -> Tensor:
+        """Positions ``(n,)`` of the model's item ``rows`` in :attr:`items`."""
+        return _positions(self.item_index, rows, self.items.device)
+
+
+def _positions(index: np.ndarray | None, rows: np.ndarray, device: torch.device) -> Tensor:
+    rows = np.asarray(rows, dtype=np.int64)
+    found = rows if index is None else np.searchsorted(index, rows)
+    return torch.as_tensor(found, device=device)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -42,7 +42,7 @@ from clrec.losses.objective import combine
 from clrec.losses.social import social_loss
 from clrec.losses.softmax import catalogue_softmax_loss, sampled_catalogue_softmax_loss
 from clrec.models.clrec.config import ClrecConfig
-from clrec.models.clrec.network import ClrecNetwork
+from clrec.models.clrec.network import ClrecNetwork, StepRows
 from clrec.training.adversarial import adversarial_loss
 from clrec.training.pairs import ContrastivePairSampler, FriendPairs
 from clrec.training.sampling import NegativeSampler
@@ -58,6 +58,34 @@ class Batch:
     kind: Literal["supervised", "contrastive", "joint"]
     seed: int
     epoch: int = 1
+
+
+@dataclass
+class Supervision:
+    """A batch's supervised draws: positive pairs (batch row, item) and, by objective, the
+    shared sampled items with their accidental hits, a negative per pair, or the ratings."""
+
+    pair_rows: np.ndarray  # (P,) row in the batch
+    positives: np.ndarray  # (P,) item
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    hits: np.ndarray | None = None  # (B, K) bool: a sampled item is the row's own positive
+    targets: np.ndarray | None = None  # (P,) ratings
+
+
+@dataclass
+class StepPlan:
+    """Everything one step draws, and the user and item rows its losses read (``item_rows``
+    None: every item, as the full-catalogue softmax needs)."""
+
+    users: np.ndarray  # (B,) the batch
+    supervised: Supervision | None
+    intra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # owners, first, second
+    cross: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # item, user, user
+    aligned: np.ndarray | None = None  # items whose ID and content sides are aligned
+    augmented: np.ndarray | None = None  # items of the SimGCL views
+    social: tuple[np.ndarray, np.ndarray] | None = None  # user, friend
+    user_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    item_rows: np.ndarray | None = None
 
 
 class TrainingPlan:
@@ -142,22 +170,23 @@ class TrainingPlan:
         return batches
 
     def batch_loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """Supervised and / or contrastive loss of one batch, with its parts for the logs."""
+        """Supervised and / or contrastive loss of one batch, with its parts for the logs.
+
+        Every random draw of the batch comes first (:meth:`_plan`), so the step knows which
+        user and item rows it needs and computes only those (:meth:`ClrecNetwork.rows`)."""
         config = self.config
         generator = torch.Generator().manual_seed(batch.seed)
         rng = np.random.default_rng(batch.seed)
         self.pairs.rng = rng  # every draw of this batch from its own seed: exact resumption
         if self.friends is not None:
             self.friends.rng = rng
-        users_all, items_all, item_id, content = self.network.embeddings(generator)
+        plan = self._plan(batch, rng)
+        rows = self.network.rows(plan.user_rows, plan.item_rows, generator)
         supervised = None
-        if batch.kind != "contrastive":
-            supervised = self._supervised(batch, users_all, items_all, rng)
-        terms: dict[str, Tensor] = {}
-        if batch.kind != "supervised" and self.uses_contrast:
-            terms = self._contrastive(
-                batch.users, users_all, items_all, item_id, content, generator
-            )
+        if plan.supervised is not None:
+            rate = self.denoise_rate(batch.epoch)
+            supervised = self._supervised(batch.users, plan.supervised, rows, rate)
+        terms = self._contrastive(plan, rows, generator)
         total, parts = combine(supervised, terms, config.weights)
         if config.l2_weight > 0:
             index = torch.as_tensor(batch.users, device=self.device)
@@ -166,16 +195,71 @@ class TrainingPlan:
             parts["l2"] = float(penalty.detach())
         return total, parts
 
+    # ------------------------------------------------------------------ drawing the step
+    def _plan(self, batch: Batch, rng: np.random.Generator) -> StepPlan:
+        """Every index the batch's losses read, drawn in a fixed order from ``rng``, and the
+        user and item rows they need (with the items those users pool)."""
+        config, weights = self.config, self.config.weights
+        supervised = None
+        if batch.kind != "contrastive":
+            supervised = self._supervised_draws(batch.users, rng)
+        plan = StepPlan(batch.users, supervised)
+        if batch.kind != "supervised" and self.uses_contrast:
+            if weights.contrastive > 0:
+                plan.intra = self.pairs.intra_user(batch.users)
+                plan.cross = self.pairs.cross_user(self._batch_items(batch.users))
+            if weights.alignment > 0 and self.network.fusion is not None:
+                plan.aligned = self._batch_items(batch.users)
+            if weights.augmentation > 0:
+                plan.augmented = self._batch_items(batch.users)
+            if weights.social > 0 and self.friends is not None:
+                plan.social = self.friends.sample(batch.users)
+        users = [batch.users]
+        if plan.cross is not None:
+            users += [plan.cross[1], plan.cross[2]]
+        if plan.social is not None:
+            users += list(plan.social)
+        plan.user_rows = np.unique(np.concatenate(users)).astype(np.int64)
+        if supervised is None or config.supervised != "softmax":  # else: the whole catalogue
+            items = [self.network.history_items(plan.user_rows)]
+            if supervised is not None:
+                items += [supervised.positives, supervised.negatives]
+            if plan.intra is not None:
+                items += [plan.intra[1], plan.intra[2]]
+            items += [part for part in (plan.aligned, plan.augmented) if part is not None]
+            plan.item_rows = np.unique(np.concatenate(items)).astype(np.int64)
+        return plan
+
+    def _supervised_draws(self, users: np.ndarray, rng: np.random.Generator) -> Supervision:
+        """The batch's positive pairs and, by objective, its sampled items or negatives."""
+        config = self.config
+        rows = self.matrix[users]
+        row_index, item_index = rows.nonzero()
+        drawn = Supervision(row_index.astype(np.int64), item_index.astype(np.int64))
+        if config.supervised == "sampled_softmax":
+            n_items = rows.shape[1]
+            sampled = rng.integers(0, n_items, size=min(config.softmax_samples, n_items))  # (K,)
+            drawn.negatives = sampled.astype(np.int64)
+            drawn.hits = rows[:, sampled].toarray() > 0  # (B, K)
+        elif config.supervised == "mse":
+            assert self.ratings is not None
+            drawn.targets = np.asarray(self.ratings[users][row_index, item_index]).ravel()
+        elif config.supervised in ("bpr", "bce"):
+            assert self.negatives is not None
+            self.negatives.rng = rng
+            drawn.negatives = np.asarray(self.negatives.sample(users[row_index]), np.int64)
+        return drawn
+
+    # ------------------------------------------------------------------ the losses
     def _supervised(
-        self, batch: Batch, users_all: Tensor, items_all: Tensor, rng: np.random.Generator
+        self, users: np.ndarray, drawn: Supervision, rows: StepRows, drop_rate: float
     ) -> Tensor:
         """The batch's supervised loss; with ``adversarial_eps`` > 0 plus the APR term: the
         same loss on the scored vectors moved by their worst-case step (per row, norm eps)."""
         config = self.config
-        u = torch.as_tensor(batch.users, device=self.device)
-        user_vectors = self._similarity_space(users_all[u])  # (B, D)
-        items_space = self._similarity_space(items_all)  # (I, D)
-        loss_of = self._supervised_loss(batch.users, rng, self.denoise_rate(batch.epoch))
+        user_vectors = self._similarity_space(rows.users[rows.user_at(users)])  # (B, D)
+        items_space = self._similarity_space(rows.items)  # (n_i, D)
+        loss_of = self._supervised_loss(drawn, rows, drop_rate)
         loss = loss_of(user_vectors, items_space)
         if config.adversarial_eps > 0:
             vectors = (user_vectors, items_space)
@@ -190,17 +274,15 @@ class TrainingPlan:
         return config.denoise_drop_rate * warm
 
     def _supervised_loss(
-        self, users: np.ndarray, rng: np.random.Generator, drop_rate: float = 0.0
+        self, drawn: Supervision, rows: StepRows, drop_rate: float = 0.0
     ) -> Callable[[Tensor, Tensor], Tensor]:
-        """The supervised loss of ``users`` as a function of their ``(B, D)`` vectors and the
-        ``(I, D)`` item vectors (similarity space); targets and negatives are drawn here, once,
-        so an adversarial second evaluation sees the same ones. ``drop_rate``: the truncated
-        loss's share (softmax objective)."""
+        """The supervised loss as a function of the batch users' ``(B, D)`` vectors and the
+        step's ``(n_i, D)`` item vectors (similarity space), its targets and negatives drawn
+        once, so an adversarial second evaluation sees the same ones. ``drop_rate``: the
+        truncated loss's share (softmax objectives)."""
         config = self.config
-        rows = self.matrix[users]
-        row_index, item_index = rows.nonzero()
-        pair_rows = torch.as_tensor(row_index, device=self.device)  # (P,) index into the batch
-        positives = torch.as_tensor(item_index, device=self.device)  # (P,)
+        pair_rows = torch.as_tensor(drawn.pair_rows, device=self.device)  # (P,) into the batch
+        positives = rows.item_at(drawn.positives)  # (P,)
         tau = config.temperature
         if config.supervised == "softmax":
 
@@ -210,14 +292,12 @@ class TrainingPlan:
 
             return softmax
         if config.supervised == "sampled_softmax":
-            n_items = rows.shape[1]
-            sampled = rng.integers(0, n_items, size=min(config.softmax_samples, n_items))  # (K,)
-            hits = torch.as_tensor(rows[:, sampled].toarray() > 0, device=self.device)  # (B, K)
-            sampled_index = torch.as_tensor(sampled, device=self.device)
-            correction = math.log(n_items / len(sampled))
+            sampled = rows.item_at(drawn.negatives)  # (K,)
+            hits = torch.as_tensor(drawn.hits, device=self.device)  # (B, K)
+            correction = math.log(self.n_items / len(drawn.negatives))
 
             def sampled_softmax(user_vectors: Tensor, items_space: Tensor) -> Tensor:
-                scores = user_vectors @ items_space[sampled_index].T  # (B, K)
+                scores = user_vectors @ items_space[sampled].T  # (B, K)
                 pair_vectors = user_vectors[pair_rows]  # (P, D)
                 positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
                 return sampled_catalogue_softmax_loss(
@@ -231,9 +311,7 @@ class TrainingPlan:
 
             return sampled_softmax
         if config.supervised == "mse":
-            assert self.ratings is not None
-            targets = np.asarray(self.ratings[users][row_index, item_index]).ravel()
-            target = torch.as_tensor(targets, device=self.device)  # (P,)
+            target = torch.as_tensor(drawn.targets, device=self.device)  # (P,)
 
             def mse(user_vectors: Tensor, items_space: Tensor) -> Tensor:
                 pair_vectors = user_vectors[pair_rows]  # (P, D)
@@ -242,14 +320,12 @@ class TrainingPlan:
                 return mse_loss(positive_scores / tau, target)
 
             return mse
-        assert self.negatives is not None
-        self.negatives.rng = rng
-        sampled = torch.as_tensor(self.negatives.sample(users[row_index]), device=self.device)
+        negatives = rows.item_at(drawn.negatives)  # (P,)
 
         def sampled_loss(user_vectors: Tensor, items_space: Tensor) -> Tensor:
             pair_vectors = user_vectors[pair_rows]  # (P, D)
             positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
-            negative_scores = (pair_vectors * items_space[sampled]).sum(dim=1)  # (P,)
+            negative_scores = (pair_vectors * items_space[negatives]).sum(dim=1)  # (P,)
             if config.supervised == "bpr":
                 return bpr_loss(positive_scores / tau, negative_scores / tau)
             scores = torch.cat([positive_scores, negative_scores]) / tau  # (2P,)
@@ -259,62 +335,59 @@ class TrainingPlan:
         return sampled_loss
 
     def _contrastive(
-        self,
-        users: np.ndarray,
-        users_all: Tensor,
-        items_all: Tensor,
-        item_id: Tensor,
-        content: Tensor | None,
-        generator: torch.Generator,
+        self, plan: StepPlan, rows: StepRows, generator: torch.Generator
     ) -> dict[str, Tensor]:
+        """The contrastive terms the plan drew pairs for."""
         config = self.config
-        weights = config.weights
         tau = config.contrast_temperature
         terms: dict[str, Tensor] = {}
         device = self.device
-        if weights.contrastive > 0:
-            owners, first, second = self.pairs.intra_user(users)
-            if len(owners) > 1:
-                terms["intra_user"] = intra_user_loss(
-                    items_all[torch.as_tensor(first, device=device)],
-                    items_all[torch.as_tensor(second, device=device)],
-                    tau,
-                    users=torch.as_tensor(owners, device=device),
-                )
-            batch_items = self._batch_items(users)
-            shared, first_user, second_user = self.pairs.cross_user(batch_items)
-            if len(shared) > 1:
-                terms["cross_user"] = cross_user_loss(
-                    users_all[torch.as_tensor(first_user, device=device)],
-                    users_all[torch.as_tensor(second_user, device=device)],
-                    tau,
-                    items=torch.as_tensor(shared, device=device),
-                )
-        if weights.alignment > 0 and content is not None:
-            index = torch.as_tensor(self._batch_items(users), device=device)
+        if plan.intra is not None and len(plan.intra[0]) > 1:
+            owners, first, second = plan.intra
+            terms["intra_user"] = intra_user_loss(
+                rows.items[rows.item_at(first)],
+                rows.items[rows.item_at(second)],
+                tau,
+                users=torch.as_tensor(owners, device=device),
+            )
+        if plan.cross is not None and len(plan.cross[0]) > 1:
+            shared, first_user, second_user = plan.cross
+            terms["cross_user"] = cross_user_loss(
+                rows.users[rows.user_at(first_user)],
+                rows.users[rows.user_at(second_user)],
+                tau,
+                items=torch.as_tensor(shared, device=device),
+            )
+        if plan.aligned is not None and rows.content is not None:
+            index = torch.as_tensor(plan.aligned, device=device)
             has_content = torch.stack(
                 [self.network.present[m][index] for m in self.network.content_names]
             ).any(0)
             index = index[has_content]
             if len(index) > 1:
-                terms["alignment"] = alignment_loss(item_id[index], content[index], tau, ids=index)
-        if weights.augmentation > 0:
-            view_a = self.network.embeddings(generator, noise_eps=config.noise_eps)
-            view_b = self.network.embeddings(generator, noise_eps=config.noise_eps)
-            u = torch.as_tensor(users, device=device)
-            index = torch.as_tensor(self._batch_items(users), device=device)
-            terms["augmentation"] = view_contrast_loss(
-                view_a[0][u], view_b[0][u], tau
-            ) + view_contrast_loss(view_a[1][index], view_b[1][index], tau)
-        if weights.social > 0 and self.friends is not None:
-            sources, friends = self.friends.sample(users)
-            if len(sources) > 1:
-                terms["social"] = social_loss(
-                    users_all[torch.as_tensor(sources, device=device)],
-                    users_all[torch.as_tensor(friends, device=device)],
-                    tau,
-                    ids=torch.as_tensor(sources, device=device),
+                at = rows.item_at(index.cpu().numpy())
+                terms["alignment"] = alignment_loss(
+                    rows.item_id[at], rows.content[at], tau, ids=index
                 )
+        if plan.augmented is not None:  # two noisy views of the batch's users and items
+            batch = np.unique(plan.users)
+            views = [
+                self.network.rows(batch, plan.item_rows, generator, config.noise_eps)
+                for _ in range(2)
+            ]
+            u = [view.user_at(plan.users) for view in views]
+            i = [view.item_at(plan.augmented) for view in views]
+            terms["augmentation"] = view_contrast_loss(
+                views[0].users[u[0]], views[1].users[u[1]], tau
+            ) + view_contrast_loss(views[0].items[i[0]], views[1].items[i[1]], tau)
+        if plan.social is not None and len(plan.social[0]) > 1:
+            sources, friends = plan.social
+            terms["social"] = social_loss(
+                rows.users[rows.user_at(sources)],
+                rows.users[rows.user_at(friends)],
+                tau,
+                ids=torch.as_tensor(sources, device=device),
+            )
         return terms
 
     def _batch_items(self, users: np.ndarray) -> np.ndarray:
