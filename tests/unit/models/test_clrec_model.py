@@ -28,7 +28,14 @@ from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
 from clrec.models.base import Recommender
-from clrec.models.clrec import PRIOR_WEIGHTS, ClrecConfig, ClrecRecommender, TrainingPlan
+from clrec.models.clrec import (
+    PRIOR_REGS,
+    PRIOR_WEIGHTS,
+    ClrecConfig,
+    ClrecRecommender,
+    TrainingPlan,
+)
+from clrec.models.clrec.prior import SearchBudget
 from clrec.models.embedding import UserState
 from clrec.models.popularity import Popularity
 from clrec.models.registry import build_model, load_model
@@ -451,6 +458,26 @@ def test_prior_weight_chosen_on_validation(world: World) -> None:
         model.prior_scale = entry["weight"]
         assert validator(model)["ndcg@10"] == entry["ndcg@10"]
     model.prior_scale = kept
+
+
+def test_the_time_limit_bounds_the_prior_search(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit's time limit covers the prior: spent before it, no prior; spent during the λ
+    search, the search keeps the best λ it has and tries no weight."""
+    spent = _fit(world, world.validator(), prior="ease", epochs=2, time_limit_minutes=1e-9)
+    assert spent.prior is None and spent.prior_scale == 0.0 and spent.prior_search == []
+    assert np.isfinite(spent.score(np.arange(N_USERS))).all()  # the embeddings alone serve
+    calls: list[int] = []
+
+    def after_one_fit(self: SearchBudget) -> bool:  # the clock runs out after the first λ
+        calls.append(1)
+        return len(calls) > 1
+
+    monkeypatch.setattr(SearchBudget, "spent", after_one_fit)
+    cut = _fit(world, world.validator(), prior="ease", epochs=2)
+    assert cut.prior is not None and [e["reg"] for e in cut.prior_search] == [PRIOR_REGS[0]]
+    assert cut.prior_scale == 1.0  # no weight was tried
 
 
 # ---------------------------------------------------------------------- content-only vectors

@@ -10,6 +10,7 @@ real-time users) alike.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from clrec.models.clrec.config import NOT_DECISIVE, ClrecConfig
 from clrec.models.clrec.network import ClrecNetwork, history_matrix
 from clrec.models.clrec.objective import TrainingPlan
 from clrec.models.clrec.prior import (
+    SearchBudget,
     check_prior_size,
     choose_weight,
     fit_prior,
@@ -84,6 +86,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
     def fit(self, train: Dataset, validator: Validator | None = None) -> Self:
         config = self.config
         device = resolve_device(config.device)
+        started = time.monotonic()
         previous_threads = torch.get_num_threads()
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
@@ -113,20 +116,30 @@ class ClrecRecommender(PooledUserModel, Recommender):
             self.stopped_by_time = result.stopped_by_time
             self.refresh()
             if config.prior == "ease":
-                self._fuse_prior(train, self._train_history, validator)
+                limit = config.time_limit_minutes
+                deadline = None if limit is None else started + 60 * limit
+                budget = SearchBudget(config.progress, deadline)
+                self._fuse_prior(train, self._train_history, validator, budget)
         finally:
             torch.set_num_threads(previous_threads)
         return self
 
     def _fuse_prior(
-        self, train: Dataset, history: sp.csr_matrix, validator: Validator | None
+        self,
+        train: Dataset,
+        history: sp.csr_matrix,
+        validator: Validator | None,
+        budget: SearchBudget,
     ) -> None:
-        """Fit the EASE prior on the pooled history, then choose its weight on validation."""
-        self.prior, self.prior_norm, self.prior_search = fit_prior(
-            self.config, train, history, validator
-        )
+        """Fit the EASE prior on the pooled history, then choose its weight on validation
+        (both within the fit's time limit)."""
+        fitted = fit_prior(self.config, train, history, validator, budget)
+        if fitted is None:
+            self.prior, self.prior_scale, self.prior_search = None, 0.0, []
+            return
+        self.prior, self.prior_norm, self.prior_search = fitted
         ndcg_with = None if validator is None else partial(self._ndcg_with_prior, validator)
-        self.prior_scale, searched = choose_weight(self.config, ndcg_with)
+        self.prior_scale, searched = choose_weight(self.config, ndcg_with, budget)
         self.prior_search += searched
 
     def _ndcg_with_prior(self, validator: Validator, weight: float) -> float:

@@ -9,16 +9,22 @@ spread of the prior's scores on a sample of users, so ``w`` means the same on an
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.models.base import Validator
 from clrec.models.clrec.config import ClrecConfig
 from clrec.models.ease import EASE
+
+logger = logging.getLogger(__name__)
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 PRIOR_REGS = (10.0, 50.0, 250.0, 1000.0)
@@ -44,18 +50,42 @@ def prior_model(train: Dataset, history: sp.csr_matrix, reg: float) -> EASE:
     return prior
 
 
+@dataclass(frozen=True)
+class SearchBudget:
+    """How the prior search shows itself and when it must stop: ``deadline`` is a
+    ``time.monotonic()`` reading (None: no limit), the end of the fit's time limit."""
+
+    progress: bool = True
+    deadline: float | None = None
+
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
 def fit_prior(
-    config: ClrecConfig, train: Dataset, history: sp.csr_matrix, validator: Validator | None
-) -> tuple[EASE, float, list[dict[str, float]]]:
-    """The prior (λ by its own validation NDCG@10 unless ``prior_reg`` is given), ``1 / σ``
-    of its scores on a sample of users, and the λ search."""
+    config: ClrecConfig,
+    train: Dataset,
+    history: sp.csr_matrix,
+    validator: Validator | None,
+    budget: SearchBudget = SearchBudget(),
+) -> tuple[EASE, float, list[dict[str, float]]] | None:
+    """The prior (λ by its own validation NDCG@10 unless ``prior_reg`` is given: one
+    factorisation and one validation pass per λ), ``1 / σ`` of its scores on a sample of
+    users, and the λ search; None when the fit's time limit is already spent. The search
+    stops at the limit, keeping the best λ it has."""
+    if budget.spent():
+        _say("prior skipped: the fit's time limit is spent", budget)
+        return None
     regs = PRIOR_REGS if config.prior_reg is None else (config.prior_reg,)
     search: list[dict[str, float]] = []
     if validator is None or len(regs) == 1:
         prior = prior_model(train, history, regs[0] if len(regs) == 1 else DEFAULT_REG)
     else:
         best: tuple[float, EASE] | None = None
-        for reg in regs:
+        for reg in tqdm(regs, desc="prior λ", leave=False, disable=not budget.progress):
+            if best is not None and budget.spent():
+                _say(f"prior λ search stopped by the time limit after {len(search)}", budget)
+                break
             candidate = prior_model(train, history, reg)
             score = validator(candidate).get("ndcg@10", 0.0)
             search.append({"reg": reg, "ndcg@10": score})
@@ -72,15 +102,32 @@ def fit_prior(
 
 
 def choose_weight(
-    config: ClrecConfig, ndcg_with: Callable[[float], float] | None
+    config: ClrecConfig,
+    ndcg_with: Callable[[float], float] | None,
+    budget: SearchBudget = SearchBudget(),
 ) -> tuple[float, list[dict[str, float]]]:
     """The prior's weight ``w``: ``prior_weight`` when given (1 without a validator), else the
-    best of :data:`PRIOR_WEIGHTS` by ``ndcg_with(w)`` (validation NDCG@10 of the fused model),
-    and the search."""
+    best of :data:`PRIOR_WEIGHTS` by ``ndcg_with(w)`` (validation NDCG@10 of the fused model:
+    one pass per weight, no refit), and the search; it stops at the time limit with the best
+    weight so far (1 if none was tried)."""
     if config.prior_weight is not None or ndcg_with is None:
         return (1.0 if config.prior_weight is None else config.prior_weight), []
-    scored = [(ndcg_with(weight), weight) for weight in PRIOR_WEIGHTS]
-    return max(scored)[1], [{"weight": w, "ndcg@10": v} for v, w in scored]
+    scored: list[tuple[float, float]] = []
+    for weight in tqdm(
+        PRIOR_WEIGHTS, desc="prior weight", leave=False, disable=not budget.progress
+    ):
+        if budget.spent():
+            _say(f"prior weight search stopped by the time limit after {len(scored)}", budget)
+            break
+        scored.append((ndcg_with(weight), weight))
+    chosen = max(scored)[1] if scored else 1.0
+    return chosen, [{"weight": w, "ndcg@10": v} for v, w in scored]
+
+
+def _say(line: str, budget: SearchBudget) -> None:
+    logger.info(line)
+    if budget.progress:
+        tqdm.write(line)
 
 
 def history_scores(
