@@ -1,8 +1,9 @@
 """How one training epoch, a full-ranking evaluation and peak memory grow with the data.
 
 Models: ``bpr``, ``lightgcn`` and the content-free ``clrec`` model with their defaults, and
-two large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``) and ``clrec-sampled``
-(``supervised: sampled_softmax``).
+large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``), ``clrec-sampled``
+(``supervised: sampled_softmax``) and ``clrec-sparse`` (that with ``sparse_updates: true``: a
+step reads and updates only its own rows).
 
 Synthetic implicit-feedback data with power-law item popularity and power-law user activity,
 at several sizes (interactions:items); for every size and model, in its own fresh process
@@ -71,6 +72,13 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
         "prior": "none",
         "content": {"modalities": []},
         "supervised": "sampled_softmax",
+    },
+    # the linear step: sampled softmax, sparse ID tables updated lazily
+    "clrec-sparse": {
+        "prior": "none",
+        "content": {"modalities": []},
+        "supervised": "sampled_softmax",
+        "sparse_updates": True,
     },
 }
 SUFFIXES = {"k": 1_000, "m": 1_000_000}

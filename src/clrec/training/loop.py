@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from clrec import distributed
 from clrec.errors import ClrecError
+from clrec.training.optim import OPTIMIZERS, build_optimizer
 
 BatchT = TypeVar("BatchT")
 logger = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class LoopConfig:
 
     epochs: int = 100
     lr: float = 1e-3
-    # sparse_adam: Adam on the rows a step touched only (parameters with sparse gradients)
-    optimizer: Literal["adam", "adamw", "sparse_adam"] = "adam"
+    # sparse_adam: Adam on the rows a step touched only (every parameter's gradient sparse);
+    # lazy_adamw: that for the sparse-gradient parameters, AdamW for the rest (optim.py)
+    optimizer: Literal["adam", "adamw", "sparse_adam", "lazy_adamw"] = "adam"
     weight_decay: float = 0.0  # AdamW's decoupled decay (Adam: none)
     eval_every: int = 1
     patience: int = 10
@@ -82,9 +84,9 @@ class LoopConfig:
             raise ClrecError(f"epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
             raise ClrecError(f"lr must be positive, got {self.lr}")
-        if self.optimizer not in ("adam", "adamw", "sparse_adam"):
+        if self.optimizer not in OPTIMIZERS:
             raise ClrecError(
-                f"optimizer must be 'adam', 'adamw' or 'sparse_adam', got {self.optimizer!r}"
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
         if not self.weight_decay >= 0:  # NaN too
             raise ClrecError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
@@ -100,9 +102,9 @@ class LoopConfig:
         norm = self.max_grad_norm
         if norm is not None and not (math.isfinite(norm) and norm > 0):
             raise ClrecError(f"max_grad_norm must be positive and finite, got {norm}")
-        if norm is not None and self.optimizer == "sparse_adam":
-            raise ClrecError("max_grad_norm cannot clip the sparse gradients of sparse_adam")
-        if self.decay_matrices_only and self.optimizer != "adamw":
+        if norm is not None and self.optimizer in ("sparse_adam", "lazy_adamw"):
+            raise ClrecError(f"max_grad_norm cannot clip the sparse gradients of {self.optimizer}")
+        if self.decay_matrices_only and self.optimizer not in ("adamw",):
             raise ClrecError(f"decay_matrices_only needs optimizer 'adamw', not {self.optimizer!r}")
 
 
@@ -117,29 +119,6 @@ class TrainResult:
     train_seconds: float = 0.0
     resumed_from: int = 0  # epoch of the checkpoint this run started from (0: fresh)
     stopped_by_time: bool = False  # time_limit_minutes ended training before ``epochs``
-
-
-def build_optimizer(
-    parameters: Iterable[nn.Parameter], config: LoopConfig
-) -> torch.optim.Optimizer:
-    """Adam, AdamW with decoupled weight decay, or SparseAdam (lazy Adam: only the rows a
-    step's sparse gradient touches are updated, so a step costs O(batch), not O(table)).
-
-    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
-    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
-    """
-    if config.optimizer == "sparse_adam":
-        return torch.optim.SparseAdam(list(parameters), lr=config.lr)
-    if config.optimizer == "adamw" and config.decay_matrices_only:
-        listed = list(parameters)
-        groups = [
-            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr)
 
 
 def run_training(

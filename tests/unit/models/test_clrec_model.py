@@ -35,6 +35,7 @@ from clrec.models.clrec import (
     ClrecRecommender,
     TrainingPlan,
 )
+from clrec.models.clrec.network import ClrecNetwork, history_matrix
 from clrec.models.clrec.prior import SearchBudget
 from clrec.models.embedding import UserState
 from clrec.models.popularity import Popularity
@@ -332,14 +333,54 @@ def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
     assert np.isfinite(model.score(np.arange(5))).all()
 
 
-def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(world: World) -> None:
-    """16 of 120 items scored per batch (plus the positives) still learn the clusters."""
-    model = _fit(world, supervised="sampled_softmax", softmax_samples=16, content=PURE_ID)
+@pytest.mark.parametrize("sparse_updates", [False, True])
+def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(
+    world: World, sparse_updates: bool
+) -> None:
+    """16 of 120 items scored per batch (plus the positives) still learn the clusters, with
+    dense or lazily updated (sparse) ID tables."""
+    model = _fit(
+        world,
+        supervised="sampled_softmax",
+        softmax_samples=16,
+        content=PURE_ID,
+        sparse_updates=sparse_updates,
+    )
     evaluator = world.evaluator()
     popularity = Popularity().fit(world.train_data)
     pop = evaluator.evaluate(popularity, world.test, [world.train]).metrics["recall@10"]
     ours = evaluator.evaluate(model, world.test, [world.train]).metrics["recall@10"]
     assert ours > 0.3 and ours > 2.5 * pop, (ours, pop)
+
+
+def test_a_sparse_step_touches_only_the_rows_it_needs(world: World) -> None:
+    """With sampled_softmax and sparse_updates, one step's ID-table gradients name only the
+    rows the step read (its plan's users and items), a fraction of the tables; the full
+    softmax reads every item."""
+    model = _model(
+        supervised="sampled_softmax",
+        softmax_samples=8,
+        sparse_updates=True,
+        batch_size=4,
+        weights={"contrastive": 0.0, "alignment": 0.0},
+    )
+    network = ClrecNetwork(model.config, N_USERS, N_ITEMS, {})
+    network.attach_graph(history_matrix(world.train_data, model.config), torch.device("cpu"))
+    plan = TrainingPlan(model.config, network, world.train_data, torch.device("cpu"))
+    batch = plan.epoch_batches(1)[0]
+    drawn = plan._plan(batch, np.random.default_rng(batch.seed))
+    assert drawn.item_rows is not None and len(drawn.item_rows) < N_ITEMS / 2
+    network.train()
+    loss, _ = plan.batch_loss(batch)
+    loss.backward()
+    item_grad, user_grad = network.item_table.grad, network.user_table.grad
+    assert item_grad is not None and item_grad.is_sparse
+    assert user_grad is not None and user_grad.is_sparse
+    touched_items = set(item_grad.coalesce().indices()[0].tolist())
+    touched_users = set(user_grad.coalesce().indices()[0].tolist())
+    assert touched_items <= set(drawn.item_rows.tolist())
+    assert touched_users == set(drawn.user_rows.tolist()) == set(batch.users.tolist())
+    assert set(drawn.supervised.positives.tolist()) <= touched_items  # type: ignore[union-attr]
 
 
 def test_mse_scores_predict_ratings(world: World) -> None:

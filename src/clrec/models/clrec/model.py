@@ -152,7 +152,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
         return LoopConfig(
             epochs=config.epochs,
             lr=config.lr,
-            optimizer="adamw",
+            optimizer="lazy_adamw" if config.sparse_updates else "adamw",
             weight_decay=config.weight_decay,
             eval_every=config.eval_every,
             patience=config.patience,

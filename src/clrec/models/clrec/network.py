@@ -208,7 +208,12 @@ class ClrecNetwork(nn.Module):
             all_users, all_items, item_id, content = self.embeddings(generator, noise_eps)
             return StepRows(None, all_users, None, all_items, item_id, content)
         index = None if items is None else torch.as_tensor(items, device=self.item_table.device)
-        item_id = self.item_table if index is None else self.item_table[index]  # (n_i, D)
+        sparse = self.config.sparse_updates  # the tables' gradients name the rows looked up
+        item_id = (
+            self.item_table
+            if index is None
+            else nn.functional.embedding(index, self.item_table, sparse=sparse)
+        )  # (n_i, D)
         known = self.item_known if index is None else self.item_known[index]  # (n_i,)
         item_id = item_id * known.unsqueeze(1)
         content = None
@@ -222,7 +227,7 @@ class ClrecNetwork(nn.Module):
             kept_id = item_id * (draws >= self.config.id_dropout).unsqueeze(1)
         vectors = kept_id if content is None else kept_id + content  # (n_i, D)
         user_index = torch.as_tensor(users, device=self.user_table.device)
-        user_vectors = self.user_table[user_index]  # (n_u, D)
+        user_vectors = nn.functional.embedding(user_index, self.user_table, sparse=sparse)
         if self.config.use_history and self.pooling is not None:
             block = self.pooling[users]  # (n_u, I) scipy, its users' rows only
             if items is not None:  # columns → positions among the given items

@@ -190,7 +190,10 @@ class TrainingPlan:
         total, parts = combine(supervised, terms, config.weights)
         if config.l2_weight > 0:
             index = torch.as_tensor(batch.users, device=self.device)
-            penalty = l2_penalty(self.network.user_table[index])
+            table = self.network.user_table
+            penalty = l2_penalty(
+                nn.functional.embedding(index, table, sparse=config.sparse_updates)
+            )
             total = total + config.l2_weight * penalty
             parts["l2"] = float(penalty.detach())
         return total, parts
