@@ -2,8 +2,8 @@
 
 Models: ``bpr``, ``lightgcn`` and the content-free ``clrec`` model with their defaults, and
 large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``), ``clrec-sampled``
-(``supervised: sampled_softmax``) and ``clrec-sparse`` (that with ``sparse_updates: true``: a
-step reads and updates only its own rows).
+(``supervised: sampled_softmax``) and ``clrec-sparse`` (that with ``sparse_updates: true`` and
+``history_cap: 32``: a step reads and updates only its own rows, a heavy user costs 32 items).
 
 Synthetic implicit-feedback data with power-law item popularity and power-law user activity,
 at several sizes (interactions:items); for every size and model, in its own fresh process
@@ -73,12 +73,14 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
         "content": {"modalities": []},
         "supervised": "sampled_softmax",
     },
-    # the linear step: sampled softmax, sparse ID tables updated lazily
+    # the linear step: sampled softmax, sparse ID tables updated lazily, at most 32 pooled
+    # history items a user in a step
     "clrec-sparse": {
         "prior": "none",
         "content": {"modalities": []},
         "supervised": "sampled_softmax",
         "sparse_updates": True,
+        "history_cap": 32,
     },
 }
 SUFFIXES = {"k": 1_000, "m": 1_000_000}

@@ -333,18 +333,19 @@ def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
     assert np.isfinite(model.score(np.arange(5))).all()
 
 
-@pytest.mark.parametrize("sparse_updates", [False, True])
+@pytest.mark.parametrize(("sparse_updates", "history_cap"), [(False, None), (True, 4)])
 def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(
-    world: World, sparse_updates: bool
+    world: World, sparse_updates: bool, history_cap: int | None
 ) -> None:
     """16 of 120 items scored per batch (plus the positives) still learn the clusters, with
-    dense or lazily updated (sparse) ID tables."""
+    dense ID tables, or lazily updated (sparse) ones and users pooling 4 sampled items."""
     model = _fit(
         world,
         supervised="sampled_softmax",
         softmax_samples=16,
         content=PURE_ID,
         sparse_updates=sparse_updates,
+        history_cap=history_cap,
     )
     evaluator = world.evaluator()
     popularity = Popularity().fit(world.train_data)
@@ -381,6 +382,33 @@ def test_a_sparse_step_touches_only_the_rows_it_needs(world: World) -> None:
     assert touched_items <= set(drawn.item_rows.tolist())
     assert touched_users == set(drawn.user_rows.tolist()) == set(batch.users.tolist())
     assert set(drawn.supervised.positives.tolist()) <= touched_items  # type: ignore[union-attr]
+
+
+def test_history_cap_samples_heavy_users_and_renormalises(world: World) -> None:
+    model = _model(history_cap=3)
+    network = ClrecNetwork(model.config, N_USERS, N_ITEMS, {})
+    network.attach_graph(history_matrix(world.train_data, model.config), torch.device("cpu"))
+    assert network.pooling is not None
+    users = np.arange(N_USERS)
+    full = network.pooling[users]
+    capped = network.pooling_block(users, np.random.default_rng(0))
+    assert capped is not None
+    again = network.pooling_block(users, np.random.default_rng(0))
+    assert again is not None and (again != capped).nnz == 0  # seeded
+    other = network.pooling_block(users, np.random.default_rng(1))
+    assert other is not None and (other != capped).nnz > 0  # a fresh sample each step
+    for user in users:
+        row, kept = full[user], capped[user]
+        assert 1 <= kept.nnz <= min(row.nnz, 3)  # three draws, with replacement
+        assert set(kept.indices) <= set(row.indices)
+        assert kept.sum() == pytest.approx(1.0)
+        if row.nnz <= 3:
+            assert (kept != row).nnz == 0
+        else:  # equal weights: an item drawn twice weighs 2 / 3
+            assert sorted(np.round(kept.data * 3).tolist()) in ([1, 1, 1], [1, 2], [3])
+    # without a generator (serving, evaluation) every item is pooled
+    whole = network.pooling_block(users)
+    assert whole is not None and (whole != full).nnz == 0
 
 
 def test_mse_scores_predict_ratings(world: World) -> None:

@@ -44,6 +44,10 @@ class ClrecConfig:
     # the k-th most recent training item of a user weighs 0.5 ** (k / half-life) in the
     # user's pooled history (needs timestamps or sequence positions; None: all weigh the same)
     history_half_life: float | None = None
+    # a training step pools at most this many of a user's items, a fresh uniform sample each
+    # step (their weights renormalised): a heavy user then costs the cap, not their whole
+    # history (None: every item, exact; serving always pools the whole history)
+    history_cap: int | None = None
     n_layers: int = 0
     similarity: Similarity = "cosine"
     # collaborative prior: a closed-form item-item model (EASE, λ = prior_reg) fused with the
@@ -109,6 +113,7 @@ class ClrecConfig:
                 self.history_half_life is None or self.history_half_life > 0,
                 "history_half_life must be positive",
             ),
+            (self.history_cap is None or self.history_cap >= 1, "history_cap must be ≥ 1"),
             (self.temperature > 0, "temperature must be positive"),
             (self.contrast_temperature > 0, "contrast_temperature must be positive"),
             (self.l2_weight >= 0, "l2_weight must be ≥ 0"),

@@ -185,11 +185,37 @@ class ClrecNetwork(nn.Module):
             items = simgcl_noise(items, noise_eps, generator)
         return users, items, item_id, content
 
-    def history_items(self, users: np.ndarray) -> np.ndarray:
-        """The distinct items ``users`` pool (sorted): what their vectors are built from."""
+    def pooling_block(
+        self, users: np.ndarray, rng: np.random.Generator | None = None
+    ) -> sp.csr_matrix | None:
+        """The rows of ``users`` in the pooling matrix ``(n_u, I)`` (row-normalised weights;
+        None without pooled history); with ``history_cap`` and ``rng``, a row longer than the
+        cap is replaced by ``history_cap`` draws of its items (uniform, with replacement: a
+        cost of ``cap`` per user however long the history), its weights renormalised."""
         if not self.config.use_history or self.pooling is None:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(self.pooling[users].indices).astype(np.int64)
+            return None
+        block: sp.csr_matrix = self.pooling[users]
+        cap = self.config.history_cap
+        lengths = np.diff(block.indptr)  # (n_u,)
+        heavy = np.flatnonzero(lengths > cap) if cap is not None else np.zeros(0, np.int64)
+        if cap is None or rng is None or not len(heavy):
+            return block
+        starts = block.indptr[heavy]  # (h,)
+        picks = starts[:, None] + (rng.random((len(heavy), cap)) * lengths[heavy, None]).astype(
+            np.int64
+        )  # (h, cap) positions in the block's data
+        light = np.flatnonzero(lengths <= cap)
+        rows = np.concatenate([np.repeat(light, lengths[light]), np.repeat(heavy, cap)])
+        positions = np.concatenate(
+            [np.arange(block.nnz)[np.repeat(lengths <= cap, lengths)], picks.ravel()]
+        )
+        sampled = sp.csr_matrix(
+            (block.data[positions], (rows, block.indices[positions])), shape=block.shape
+        )
+        sampled.sum_duplicates()  # an item drawn twice counts twice
+        totals = np.asarray(sampled.sum(axis=1)).ravel()  # (n_u,)
+        sampled.data /= np.repeat(totals, np.diff(sampled.indptr)).astype(np.float32)
+        return sampled
 
     def rows(
         self,
@@ -197,11 +223,13 @@ class ClrecNetwork(nn.Module):
         items: np.ndarray | None,
         generator: torch.Generator | None = None,
         noise_eps: float = 0.0,
+        block: sp.csr_matrix | None = None,
     ) -> StepRows:
         """The vectors of ``users`` and ``items`` only (sorted unique rows; ``items`` None:
         every item), what one step needs: its cost grows with the rows and their histories,
-        not with the catalogue. ``items`` must hold every item ``users`` pool
-        (:meth:`history_items`). The ID-dropout and modality-dropout draws are taken for the
+        not with the catalogue. ``block`` is the users' pooling block
+        (:meth:`pooling_block`; None: their full rows); ``items`` must hold every item it
+        names. The ID-dropout and modality-dropout draws are taken for the
         given item rows, in order, so with every item given they are the full pass's draws.
         With LightGCN propagation (``n_layers``) the whole graph is needed: every row."""
         if self.config.n_layers:
@@ -228,8 +256,9 @@ class ClrecNetwork(nn.Module):
         vectors = kept_id if content is None else kept_id + content  # (n_i, D)
         user_index = torch.as_tensor(users, device=self.user_table.device)
         user_vectors = nn.functional.embedding(user_index, self.user_table, sparse=sparse)
-        if self.config.use_history and self.pooling is not None:
-            block = self.pooling[users]  # (n_u, I) scipy, its users' rows only
+        if block is None:
+            block = self.pooling_block(users)  # (n_u, I) scipy, its users' rows only
+        if block is not None:
             if items is not None:  # columns → positions among the given items
                 block = sp.csr_matrix(
                     (block.data, np.searchsorted(items, block.indices), block.indptr),

@@ -86,6 +86,7 @@ class StepPlan:
     social: tuple[np.ndarray, np.ndarray] | None = None  # user, friend
     user_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     item_rows: np.ndarray | None = None
+    block: sp.csr_matrix | None = None  # the user rows' pooling weights (history_cap applied)
 
 
 class TrainingPlan:
@@ -181,7 +182,7 @@ class TrainingPlan:
         if self.friends is not None:
             self.friends.rng = rng
         plan = self._plan(batch, rng)
-        rows = self.network.rows(plan.user_rows, plan.item_rows, generator)
+        rows = self.network.rows(plan.user_rows, plan.item_rows, generator, block=plan.block)
         supervised = None
         if plan.supervised is not None:
             rate = self.denoise_rate(batch.epoch)
@@ -223,8 +224,10 @@ class TrainingPlan:
         if plan.social is not None:
             users += list(plan.social)
         plan.user_rows = np.unique(np.concatenate(users)).astype(np.int64)
+        plan.block = self.network.pooling_block(plan.user_rows, rng)  # drawn last
         if supervised is None or config.supervised != "softmax":  # else: the whole catalogue
-            items = [self.network.history_items(plan.user_rows)]
+            pooled = np.zeros(0, dtype=np.int64) if plan.block is None else plan.block.indices
+            items = [pooled.astype(np.int64)]
             if supervised is not None:
                 items += [supervised.positives, supervised.negatives]
             if plan.intra is not None:
@@ -374,8 +377,11 @@ class TrainingPlan:
                 )
         if plan.augmented is not None:  # two noisy views of the batch's users and items
             batch = np.unique(plan.users)
+            block = plan.block
+            if block is not None:  # the batch users' rows of the step's (capped) pooling
+                block = block[np.searchsorted(plan.user_rows, batch)]
             views = [
-                self.network.rows(batch, plan.item_rows, generator, config.noise_eps)
+                self.network.rows(batch, plan.item_rows, generator, config.noise_eps, block)
                 for _ in range(2)
             ]
             u = [view.user_at(plan.users) for view in views]
