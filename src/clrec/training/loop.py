@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from clrec import distributed
 from clrec.errors import ClrecError
-from clrec.training.optim import OPTIMIZERS, build_optimizer
+from clrec.training.optim import OPTIMIZERS, LazyAdamW
 
 BatchT = TypeVar("BatchT")
 logger = logging.getLogger(__name__)
@@ -119,6 +119,32 @@ class TrainResult:
     train_seconds: float = 0.0
     resumed_from: int = 0  # epoch of the checkpoint this run started from (0: fresh)
     stopped_by_time: bool = False  # time_limit_minutes ended training before ``epochs``
+
+
+def build_optimizer(
+    parameters: Iterable[nn.Parameter], config: LoopConfig
+) -> torch.optim.Optimizer:
+    """Adam, AdamW with decoupled weight decay, SparseAdam (lazy Adam: only the rows a step's
+    sparse gradient touches are updated, so a step costs O(batch), not O(table)) or
+    :class:`LazyAdamW` (that for sparse gradients, AdamW for dense ones).
+
+    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
+    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
+    """
+    if config.optimizer == "sparse_adam":
+        return torch.optim.SparseAdam(list(parameters), lr=config.lr)
+    if config.optimizer == "lazy_adamw":
+        return LazyAdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw" and config.decay_matrices_only:
+        listed = list(parameters)
+        groups = [
+            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(parameters, lr=config.lr)
 
 
 def run_training(

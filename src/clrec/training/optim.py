@@ -9,13 +9,10 @@ gates) with plain AdamW, so a step costs what the batch touched, not the size of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from clrec.training.loop import LoopConfig
 
 OPTIMIZERS = ("adam", "adamw", "sparse_adam", "lazy_adamw")
 
@@ -75,29 +72,3 @@ def _adamw(
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denominator = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
     return param.addcdiv_(exp_avg, denominator, value=-lr / (1 - beta1**step))
-
-
-def build_optimizer(
-    parameters: Iterable[nn.Parameter], config: LoopConfig
-) -> torch.optim.Optimizer:
-    """Adam, AdamW with decoupled weight decay, SparseAdam (lazy Adam: only the rows a step's
-    sparse gradient touches are updated, so a step costs O(batch), not O(table)) or
-    :class:`LazyAdamW` (that for sparse gradients, AdamW for dense ones).
-
-    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
-    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
-    """
-    if config.optimizer == "sparse_adam":
-        return torch.optim.SparseAdam(list(parameters), lr=config.lr)
-    if config.optimizer == "lazy_adamw":
-        return LazyAdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw" and config.decay_matrices_only:
-        listed = list(parameters)
-        groups = [
-            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr)
