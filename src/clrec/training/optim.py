@@ -48,11 +48,12 @@ class LazyAdamW(torch.optim.Optimizer):
                 state["step"] += 1
                 if param.grad.is_sparse:
                     grad = param.grad.coalesce()
-                    rows = grad.indices()[0]  # (n,) the rows this step touched
-                    moments = (state["exp_avg"][rows], state["exp_avg_sq"][rows])  # (n, D) each
-                    updated = _adamw(param[rows], grad.values(), moments, state["step"], group)
-                    param[rows] = updated
-                    state["exp_avg"][rows], state["exp_avg_sq"][rows] = moments
+                    rows = grad.indices()[0]  # (n,) the rows this step touched, unique
+                    tensors = (param, state["exp_avg"], state["exp_avg_sq"])
+                    current, mean, variance = (t.index_select(0, rows) for t in tensors)
+                    _adamw(current, grad.values(), (mean, variance), state["step"], group)
+                    for full, part in zip(tensors, (current, mean, variance), strict=True):
+                        full.index_copy_(0, rows, part)
                 else:
                     moments = (state["exp_avg"], state["exp_avg_sq"])
                     _adamw(param, param.grad, moments, state["step"], group)
