@@ -56,7 +56,7 @@ def sampled_catalogue_softmax_loss(
     sampled_logits: Tensor,
     rows: Tensor,
     temperature: float = 1.0,
-    log_correction: float = 0.0,
+    log_correction: float | Tensor = 0.0,
     drop_rate: float = 0.0,
 ) -> Tensor:
     """Catalogue softmax estimated from ``K`` items sampled once per batch: the mean over
@@ -70,7 +70,9 @@ def sampled_catalogue_softmax_loss(
     not a negative).
     ``log_correction`` = ``log(I / K)`` for a uniform sample of a catalogue of ``I`` items
     (the sampled log-q correction): then ``exp`` of the samples' log-sum-exp estimates the
-    catalogue's sum, and the loss approaches :func:`catalogue_softmax_loss` as ``K → I``. A
+    catalogue's sum, and the loss approaches :func:`catalogue_softmax_loss` as ``K → I``.
+    For a sample drawn with probabilities ``q`` (e.g. by popularity) it is the ``(K,)``
+    tensor ``−log(K · q_k)`` added to each sample's logit before the log-sum-exp. A
     row's log-sum-exp is computed once for all of its pairs: ``B × K`` scores per batch, not
     ``B × I``. ``drop_rate``: :func:`truncated_mean`.
     """
@@ -81,7 +83,11 @@ def sampled_catalogue_softmax_loss(
         raise ClrecError("rows and positive_logits must be 1-d and of equal length")
     if len(rows) == 0:
         return zero_loss(positive_logits, sampled_logits)
-    negatives = torch.logsumexp(sampled_logits / temperature, dim=1) + log_correction  # (B,)
+    if isinstance(log_correction, Tensor):  # one correction per sample
+        scaled = sampled_logits / temperature + log_correction.unsqueeze(0)  # (B, K)
+        negatives = torch.logsumexp(scaled, dim=1)  # (B,)
+    else:
+        negatives = torch.logsumexp(sampled_logits / temperature, dim=1) + log_correction
     positives = positive_logits / temperature  # (P,)
     losses = torch.logaddexp(positives, negatives[rows]) - positives  # (P,)
     return truncated_mean(losses, drop_rate)

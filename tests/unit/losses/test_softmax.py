@@ -68,3 +68,27 @@ def test_sampled_softmax_stays_finite_when_every_sample_is_a_positive() -> None:
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     assert positive.grad is not None and sampled.grad is not None
     assert torch.isfinite(positive.grad).all() and torch.isfinite(sampled.grad).all()
+
+
+def test_sampled_softmax_with_per_sample_log_q_correction_by_hand() -> None:
+    """Samples drawn with probabilities q: each sample's logit gets −log(K · q_k) before the
+    log-sum-exp; with uniform q that is the scalar log(I / K) correction."""
+    from clrec.losses.softmax import sampled_catalogue_softmax_loss
+
+    positive = torch.tensor([1.5])
+    sampled = torch.tensor([[0.5, 2.0, -1.0]])  # (B=1, K=3)
+    q = torch.tensor([0.5, 0.1, 0.05])
+    correction = -torch.log(3 * q)
+    scores = (0.5, 2.0, -1.0)
+    negatives = math.log(
+        sum(math.exp(s) / (3 * p) for s, p in zip(scores, q.tolist(), strict=True))
+    )
+    expected = math.log(math.exp(1.5) + math.exp(negatives)) - 1.5
+    value = sampled_catalogue_softmax_loss(positive, sampled, torch.tensor([0]), 1.0, correction)
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+    uniform = torch.full((3,), math.log(10 / 3))
+    as_tensor = sampled_catalogue_softmax_loss(positive, sampled, torch.tensor([0]), 0.5, uniform)
+    as_scalar = sampled_catalogue_softmax_loss(
+        positive, sampled, torch.tensor([0]), 0.5, math.log(10 / 3)
+    )
+    assert as_tensor.item() == pytest.approx(as_scalar.item(), rel=1e-6)

@@ -333,12 +333,16 @@ def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
     assert np.isfinite(model.score(np.arange(5))).all()
 
 
-@pytest.mark.parametrize(("sparse_updates", "history_cap"), [(False, None), (True, 4)])
+@pytest.mark.parametrize(
+    ("sparse_updates", "history_cap", "sampling"),
+    [(False, None, "uniform"), (True, 4, "uniform"), (True, 4, "mixed")],
+)
 def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(
-    world: World, sparse_updates: bool, history_cap: int | None
+    world: World, sparse_updates: bool, history_cap: int | None, sampling: str
 ) -> None:
     """16 of 120 items scored per batch (plus the positives) still learn the clusters, with
-    dense ID tables, or lazily updated (sparse) ones and users pooling 4 sampled items."""
+    dense ID tables, or lazily updated (sparse) ones and users pooling 4 sampled items, the
+    samples drawn uniformly or half by popularity (log-q corrected)."""
     model = _fit(
         world,
         supervised="sampled_softmax",
@@ -346,6 +350,7 @@ def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(
         content=PURE_ID,
         sparse_updates=sparse_updates,
         history_cap=history_cap,
+        negative_sampling=sampling,
     )
     evaluator = world.evaluator()
     popularity = Popularity().fit(world.train_data)
@@ -382,6 +387,33 @@ def test_a_sparse_step_touches_only_the_rows_it_needs(world: World) -> None:
     assert touched_items <= set(drawn.item_rows.tolist())
     assert touched_users == set(drawn.user_rows.tolist()) == set(batch.users.tolist())
     assert set(drawn.supervised.positives.tolist()) <= touched_items  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("sampling", ["popularity", "mixed"])
+def test_negatives_are_drawn_with_their_probabilities(world: World, sampling: str) -> None:
+    """q ∝ count ** 0.75 (popularity), or half that and half uniform (mixed); the drawn
+    frequencies follow q, and each sample carries −log(K · q) as its correction."""
+    model = _model(supervised="sampled_softmax", softmax_samples=64, negative_sampling=sampling)
+    network = ClrecNetwork(model.config, N_USERS, N_ITEMS, {})
+    plan = TrainingPlan(model.config, network, world.train_data, torch.device("cpu"))
+    counts = np.asarray(plan.matrix.sum(axis=0)).ravel()
+    popular = counts**0.75 / (counts**0.75).sum()
+    expected = popular if sampling == "popularity" else 0.5 * popular + 0.5 / N_ITEMS
+    assert plan.sampling_q is not None
+    np.testing.assert_allclose(plan.sampling_q, expected, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    drawn = [plan._supervised_draws(np.arange(4), rng) for _ in range(500)]
+    frequency = np.bincount(np.concatenate([d.negatives for d in drawn]), minlength=N_ITEMS) / (
+        500 * 64
+    )
+    np.testing.assert_allclose(frequency, expected, atol=0.004)
+    first = drawn[0]
+    assert first.correction is not None
+    np.testing.assert_allclose(first.correction, -np.log(64 * expected[first.negatives]), rtol=1e-5)
+    uniform = TrainingPlan(
+        _model(supervised="sampled_softmax").config, network, world.train_data, torch.device("cpu")
+    )
+    assert uniform.sampling_q is None  # uniform: the scalar log(I / K) correction
 
 
 def test_history_cap_samples_heavy_users_and_renormalises(world: World) -> None:

@@ -62,6 +62,11 @@ class ClrecConfig:
     # sampled_softmax: the softmax against this many items drawn uniformly once per batch (with
     # the log(I / K) correction), for catalogues where B × I scores per step cost too much
     softmax_samples: int = 2048
+    # how those items are drawn: uniformly, by popularity (count ** popularity_exponent), or
+    # half and half ("mixed", as large two-tower systems do); each sample's logit is corrected
+    # by −log(K · q) for its probability q, so the estimate stays the catalogue softmax
+    negative_sampling: Literal["uniform", "popularity", "mixed"] = "uniform"
+    popularity_exponent: float = 0.75
     # look the step's rows up with sparse gradients and update the ID tables lazily (only the
     # rows a step touched; AdamW for the rest), so a step costs what its batch touches
     # (with sampled_softmax: independent of the catalogue's size)
@@ -133,6 +138,11 @@ class ClrecConfig:
                 "unknown supervised loss",
             ),
             (self.softmax_samples >= 1, "softmax_samples must be at least 1"),
+            (
+                self.negative_sampling in ("uniform", "popularity", "mixed"),
+                "negative_sampling must be 'uniform', 'popularity' or 'mixed'",
+            ),
+            (self.popularity_exponent >= 0, "popularity_exponent must be ≥ 0"),
             (0 <= self.denoise_drop_rate < 1, "denoise_drop_rate must be in [0, 1)"),
             (self.denoise_warmup_epochs >= 0, "denoise_warmup_epochs must be ≥ 0"),
             (

@@ -69,6 +69,7 @@ class Supervision:
     positives: np.ndarray  # (P,) item
     negatives: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     hits: np.ndarray | None = None  # (B, K) bool: a sampled item is the row's own positive
+    correction: np.ndarray | None = None  # (K,) −log(K · q) of non-uniform samples
     targets: np.ndarray | None = None  # (P,) ratings
 
 
@@ -112,6 +113,7 @@ class TrainingPlan:
         self.pairs = ContrastivePairSampler(
             users, items, train.n_users, train.n_items, self.config.seed
         )
+        self.sampling_q, self.sampling_cdf = sampling_distribution(matrix, self.config)
         self.negatives = (
             NegativeSampler(users, items, train.n_items, seed=self.config.seed)
             if self.config.supervised in ("bpr", "bce")
@@ -244,7 +246,14 @@ class TrainingPlan:
         drawn = Supervision(row_index.astype(np.int64), item_index.astype(np.int64))
         if config.supervised == "sampled_softmax":
             n_items = rows.shape[1]
-            sampled = rng.integers(0, n_items, size=min(config.softmax_samples, n_items))  # (K,)
+            count = min(config.softmax_samples, n_items)
+            if self.sampling_cdf is None:
+                sampled = rng.integers(0, n_items, size=count)  # (K,)
+            else:  # by the sampling distribution: its CDF searched, O(K log I)
+                sampled = np.searchsorted(self.sampling_cdf, rng.random(count), side="right")
+                sampled = np.minimum(sampled, n_items - 1)
+                assert self.sampling_q is not None
+                drawn.correction = -np.log(count * self.sampling_q[sampled])  # (K,)
             drawn.negatives = sampled.astype(np.int64)
             drawn.hits = rows[:, sampled].toarray() > 0  # (B, K)
         elif config.supervised == "mse":
@@ -300,7 +309,9 @@ class TrainingPlan:
         if config.supervised == "sampled_softmax":
             sampled = rows.item_at(drawn.negatives)  # (K,)
             hits = torch.as_tensor(drawn.hits, device=self.device)  # (B, K)
-            correction = math.log(self.n_items / len(drawn.negatives))
+            correction: float | Tensor = math.log(self.n_items / len(drawn.negatives))
+            if drawn.correction is not None:
+                correction = torch.as_tensor(drawn.correction, dtype=torch.float32)
 
             def sampled_softmax(user_vectors: Tensor, items_space: Tensor) -> Tensor:
                 scores = user_vectors @ items_space[sampled].T  # (B, K)
@@ -411,3 +422,21 @@ class TrainingPlan:
         if self.config.similarity == "cosine":
             return nn.functional.normalize(vectors, dim=1)
         return vectors
+
+
+def sampling_distribution(
+    matrix: sp.csr_matrix, config: ClrecConfig
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The sampled softmax's item probabilities ``q`` ``(I,)`` and their CDF (None, None for
+    uniform sampling): popularity ``count ** popularity_exponent``, or half uniform and half
+    that ("mixed"; every item keeps a chance)."""
+    if config.supervised != "sampled_softmax" or config.negative_sampling == "uniform":
+        return None, None
+    counts = np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel()  # (I,)
+    popular = counts**config.popularity_exponent
+    popular = popular / popular.sum() if popular.sum() > 0 else np.full(len(counts), 1.0)
+    q = popular
+    if config.negative_sampling == "mixed":
+        q = 0.5 * popular + 0.5 / len(counts)
+    q = q / q.sum()
+    return q, np.cumsum(q)
