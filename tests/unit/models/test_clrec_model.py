@@ -177,14 +177,27 @@ def test_seeded_determinism(world: World, content_model: ClrecRecommender) -> No
     assert not np.array_equal(other.score(users), content_model.score(users))
 
 
+LINEAR_STEP = {
+    "supervised": "cosine_contrastive",
+    "softmax_samples": 16,
+    "negative_sampling": "mixed",
+    "sparse_updates": True,
+    "history_cap": 4,
+}
+
+
+@pytest.mark.parametrize("step", [{}, LINEAR_STEP], ids=["full-softmax", "linear-step"])
 def test_resume_after_crash_matches_uninterrupted_run(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: dict[str, Any]
 ) -> None:
+    """Also for the linear step: sampled negatives, capped histories and the lazy
+    optimiser's state come back exactly from the checkpoint."""
     params = {
         "epochs": 10,
         "lr": 0.05,  # validation peaks at epoch 6 and training stops early after epoch 8
         "patience": 2,
         "weights": {"contrastive": 0.2, "alignment": 0.1},  # pair samplers in the replay too
+        **step,
     }
     validator = world.validator()
     reference = _fit(world, validator, checkpoint_dir=str(tmp_path / "reference"), **params)
@@ -238,6 +251,14 @@ def test_time_limit_stops_after_one_epoch_and_resume_may_change_it(
 # ---------------------------------------------------------------------- cold start
 def test_cold_items_ranked_from_content(world: World, content_model: ClrecRecommender) -> None:
     assert _cold_recall(world, content_model) >= 3 * 0.25
+
+
+@pytest.mark.parametrize("supervised", ["sampled_softmax", "cosine_contrastive"])
+def test_the_linear_step_still_ranks_cold_items_from_content(world: World, supervised: str) -> None:
+    """Sampled negatives, lazy sparse tables and capped histories: the content path is still
+    trained (ID dropout), so a brand-new item is placed by its content alone."""
+    model = _fit(world, id_dropout=0.3, **{**LINEAR_STEP, "supervised": supervised})
+    assert _cold_recall(world, model) >= 3 * 0.25
 
 
 def test_pure_id_model_cannot_rank_cold_items(world: World) -> None:
@@ -325,7 +346,9 @@ def _first_last_loss(model: ClrecRecommender) -> tuple[float, float]:
     return history[0]["loss"], history[-1]["loss"]
 
 
-@pytest.mark.parametrize("supervised", ["softmax", "sampled_softmax", "bpr", "bce", "mse"])
+@pytest.mark.parametrize(
+    "supervised", ["softmax", "sampled_softmax", "cosine_contrastive", "bpr", "bce", "mse"]
+)
 def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
     model = _fit(world, supervised=supervised)
     first, last = _first_last_loss(model)
@@ -334,18 +357,24 @@ def test_every_supervised_loss_trains(world: World, supervised: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sparse_updates", "history_cap", "sampling"),
-    [(False, None, "uniform"), (True, 4, "uniform"), (True, 4, "mixed")],
+    ("sparse_updates", "history_cap", "sampling", "supervised"),
+    [
+        (False, None, "uniform", "sampled_softmax"),
+        (True, 4, "uniform", "sampled_softmax"),
+        (True, 4, "mixed", "sampled_softmax"),
+        (True, 4, "uniform", "cosine_contrastive"),
+    ],
 )
-def test_sampled_softmax_beats_popularity_with_a_fraction_of_the_catalogue(
-    world: World, sparse_updates: bool, history_cap: int | None, sampling: str
+def test_sampled_objectives_beat_popularity_with_a_fraction_of_the_catalogue(
+    world: World, sparse_updates: bool, history_cap: int | None, sampling: str, supervised: str
 ) -> None:
     """16 of 120 items scored per batch (plus the positives) still learn the clusters, with
     dense ID tables, or lazily updated (sparse) ones and users pooling 4 sampled items, the
-    samples drawn uniformly or half by popularity (log-q corrected)."""
+    samples drawn uniformly or half by popularity (log-q corrected), with the sampled softmax
+    or SimpleX's cosine contrastive loss."""
     model = _fit(
         world,
-        supervised="sampled_softmax",
+        supervised=supervised,
         softmax_samples=16,
         content=PURE_ID,
         sparse_updates=sparse_updates,
@@ -522,6 +551,9 @@ def test_tensorboard_events_written(world: World, tmp_path: Path) -> None:
         ({"content": {"modalities": ["feat"], "cach_dir": None}}, "cach_dir"),
         ({"supervised": "hinge"}, "supervised"),
         ({"supervised": "sampled_softmax", "softmax_samples": 0}, "softmax_samples"),
+        ({"margin": 1.0}, "margin"),
+        ({"negative_weight": -1}, "negative_weight"),
+        ({"supervised": "cosine_contrastive", "similarity": "dot"}, "needs similarity 'cosine'"),
         ({"time_limit_minutes": 0}, "time_limit_minutes"),
         ({"time_limit_minutes": float("nan")}, "time_limit_minutes"),
     ],

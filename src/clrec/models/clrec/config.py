@@ -15,7 +15,9 @@ from clrec.models.embedding import Similarity
 from clrec.models.fusion import FusionKind
 from clrec.training.adversarial import check_adversarial
 
-Supervised = Literal["softmax", "sampled_softmax", "bpr", "bce", "mse"]
+Supervised = Literal["softmax", "sampled_softmax", "cosine_contrastive", "bpr", "bce", "mse"]
+# the objectives that score every batch user against shared sampled items
+SAMPLED = ("sampled_softmax", "cosine_contrastive")
 # settings that do not change a fit's result: a checkpoint resumes across them
 NOT_DECISIVE = (
     "progress",
@@ -62,6 +64,10 @@ class ClrecConfig:
     # sampled_softmax: the softmax against this many items drawn uniformly once per batch (with
     # the log(I / K) correction), for catalogues where B × I scores per step cost too much
     softmax_samples: int = 2048
+    # cosine_contrastive (SimpleX's CCL, cosine similarity only): relu(1 − s⁺) +
+    # negative_weight · mean over the sampled items of relu(s⁻ − margin)
+    margin: float = 0.9
+    negative_weight: float = 150.0
     # how those items are drawn: uniformly, by popularity (count ** popularity_exponent), or
     # half and half ("mixed", as large two-tower systems do); each sample's logit is corrected
     # by −log(K · q) for its probability q, so the estimate stays the catalogue softmax
@@ -134,8 +140,15 @@ class ClrecConfig:
             ),
             (self.prior_reg is None or self.prior_reg > 0, "prior_reg must be positive"),
             (
-                self.supervised in ("softmax", "sampled_softmax", "bpr", "bce", "mse"),
+                self.supervised
+                in ("softmax", "sampled_softmax", "cosine_contrastive", "bpr", "bce", "mse"),
                 "unknown supervised loss",
+            ),
+            (-1 <= self.margin < 1, "margin must be in [-1, 1)"),
+            (self.negative_weight >= 0, "negative_weight must be ≥ 0"),
+            (
+                self.supervised != "cosine_contrastive" or self.similarity == "cosine",
+                "supervised 'cosine_contrastive' needs similarity 'cosine'",
             ),
             (self.softmax_samples >= 1, "softmax_samples must be at least 1"),
             (
@@ -146,8 +159,8 @@ class ClrecConfig:
             (0 <= self.denoise_drop_rate < 1, "denoise_drop_rate must be in [0, 1)"),
             (self.denoise_warmup_epochs >= 0, "denoise_warmup_epochs must be ≥ 0"),
             (
-                self.denoise_drop_rate == 0 or "softmax" in self.supervised,
-                "denoise_drop_rate needs a softmax objective",
+                self.denoise_drop_rate == 0 or self.supervised in ("softmax", *SAMPLED),
+                "denoise_drop_rate needs a softmax or cosine_contrastive objective",
             ),
             (self.similarity in ("cosine", "dot"), "similarity must be 'cosine' or 'dot'"),
             (self.contrastive_mode in ("joint", "separate"), "unknown contrastive_mode"),

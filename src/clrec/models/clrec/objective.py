@@ -3,11 +3,13 @@
 The supervised loss is a softmax over the whole catalogue computed per user (one ``(B, I)``
 logit block serves all of a batch's users' positives, so an epoch costs ``U × I`` logits, not
 ``|R| × I``), the same softmax against ``softmax_samples`` items drawn once per batch
-(``sampled_softmax``: ``U × K``), BPR / BCE with sampled negatives, or MSE on explicit
-ratings. Contrastive terms (weights in :class:`~clrec.losses.objective.LossWeights`):
-intra-user (two items of one user), cross-user (two users of one item) mixed by the founding
-document's ``α``; content–behaviour alignment (an item's ID side vs its content side);
-augmentation (SimGCL noise views); and a social view (friends) when the data has a user graph.
+(``sampled_softmax``: ``U × K``), SimpleX's cosine contrastive loss against the same shared
+samples (``cosine_contrastive``: a margin on the negatives' cosines instead of a softmax),
+BPR / BCE with sampled negatives, or MSE on explicit ratings. Contrastive terms (weights in
+:class:`~clrec.losses.objective.LossWeights`): intra-user (two items of one user),
+cross-user (two users of one item) mixed by the founding document's ``α``; content–behaviour
+alignment (an item's ID side vs its content side); augmentation (SimGCL noise views); and a
+social view (friends) when the data has a user graph.
 ``contrastive_mode`` ``joint`` adds the contrastive terms to every batch; ``separate`` gives
 them their own batches, a ``contrastive_share`` of each epoch. With ``adversarial_eps`` > 0
 the supervised loss is also paid at adversarially perturbed user and item vectors (APR,
@@ -35,13 +37,14 @@ from clrec.losses.alignment import alignment_loss
 from clrec.losses.augmentation import view_contrast_loss
 from clrec.losses.bce import bce_loss
 from clrec.losses.bpr import bpr_loss, l2_penalty
+from clrec.losses.cosine_contrastive import cosine_contrastive_loss
 from clrec.losses.cross_user import cross_user_loss
 from clrec.losses.intra_user import intra_user_loss
 from clrec.losses.mse import mse_loss
 from clrec.losses.objective import combine
 from clrec.losses.social import social_loss
 from clrec.losses.softmax import catalogue_softmax_loss, sampled_catalogue_softmax_loss
-from clrec.models.clrec.config import ClrecConfig
+from clrec.models.clrec.config import SAMPLED, ClrecConfig
 from clrec.models.clrec.network import ClrecNetwork, StepRows
 from clrec.training.adversarial import adversarial_loss
 from clrec.training.pairs import ContrastivePairSampler, FriendPairs
@@ -244,7 +247,7 @@ class TrainingPlan:
         rows = self.matrix[users]
         row_index, item_index = rows.nonzero()
         drawn = Supervision(row_index.astype(np.int64), item_index.astype(np.int64))
-        if config.supervised == "sampled_softmax":
+        if config.supervised in SAMPLED:
             n_items = rows.shape[1]
             count = min(config.softmax_samples, n_items)
             if self.sampling_cdf is None:
@@ -327,6 +330,24 @@ class TrainingPlan:
                 )
 
             return sampled_softmax
+        if config.supervised == "cosine_contrastive":
+            sampled = rows.item_at(drawn.negatives)  # (K,)
+            hits = torch.as_tensor(drawn.hits, device=self.device)  # (B, K)
+
+            def cosine_contrastive(user_vectors: Tensor, items_space: Tensor) -> Tensor:
+                scores = user_vectors @ items_space[sampled].T  # (B, K) cosines
+                pair_vectors = user_vectors[pair_rows]  # (P, D)
+                positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+                return cosine_contrastive_loss(
+                    positive_scores,
+                    scores.masked_fill(hits, NOT_A_NEGATIVE),
+                    pair_rows,
+                    config.margin,
+                    config.negative_weight,
+                    drop_rate,
+                )
+
+            return cosine_contrastive
         if config.supervised == "mse":
             target = torch.as_tensor(drawn.targets, device=self.device)  # (P,)
 
@@ -430,7 +451,7 @@ def sampling_distribution(
     """The sampled softmax's item probabilities ``q`` ``(I,)`` and their CDF (None, None for
     uniform sampling): popularity ``count ** popularity_exponent``, or half uniform and half
     that ("mixed"; every item keeps a chance)."""
-    if config.supervised != "sampled_softmax" or config.negative_sampling == "uniform":
+    if config.supervised not in SAMPLED or config.negative_sampling == "uniform":
         return None, None
     counts = np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel()  # (I,)
     popular = counts**config.popularity_exponent
