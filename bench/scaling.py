@@ -2,8 +2,10 @@
 
 Models: ``bpr``, ``lightgcn`` and the content-free ``clrec`` model with their defaults, and
 large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``), ``clrec-sampled``
-(``supervised: sampled_softmax``) and ``clrec-sparse`` (that with ``sparse_updates: true`` and
-``history_cap: 32``: a step reads and updates only its own rows, a heavy user costs 32 items).
+(``supervised: sampled_softmax``), ``clrec-sparse`` (that with ``sparse_updates: true`` and
+``history_cap: 32``: a step reads and updates only its own rows, a heavy user costs 32 items)
+and ``clrec-linear`` (the Gowalla preset's model: that step with the cosine contrastive loss
+and without the pair-contrast terms).
 
 Synthetic implicit-feedback data with power-law item popularity and power-law user activity,
 at several sizes (interactions:items); for every size and model, in its own fresh process
@@ -81,6 +83,19 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
         "supervised": "sampled_softmax",
         "sparse_updates": True,
         "history_cap": 32,
+    },
+    # the Gowalla preset's model (configs/gowalla.yaml): the linear step with SimpleX's cosine
+    # contrastive loss, no pair-contrast terms (no other users pulled into a step), no ID
+    # dropout (there is no content path to train)
+    "clrec-linear": {
+        "prior": "none",
+        "content": {"modalities": []},
+        "supervised": "cosine_contrastive",
+        "softmax_samples": 8192,
+        "sparse_updates": True,
+        "history_cap": 32,
+        "id_dropout": 0.0,
+        "weights": {"contrastive": 0.0},
     },
 }
 SUFFIXES = {"k": 1_000, "m": 1_000_000}

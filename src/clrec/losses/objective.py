@@ -39,14 +39,16 @@ class LossWeights:
     """Weights of the contrastive terms; all ≥ 0, and ``0 ≤ alpha ≤ 1``.
 
     ``contrastive`` weighs the whole user contrast, ``alpha`` splits it between intra-user
-    (``alpha``) and cross-user (``1 − alpha``) contrast.
+    (``alpha``) and cross-user (``1 − alpha``) contrast. The defaults are the clrec model's
+    (intra / cross-user contrast at 0.5, alignment at 0.1), so a config that names one weight
+    keeps the others as they were.
     """
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    contrastive: float = 0.1
+    contrastive: float = 0.5
     alpha: float = 0.5
-    alignment: float = 0.0
+    alignment: float = 0.1
     augmentation: float = 0.0
     social: float = 0.0
 

@@ -11,8 +11,8 @@ from clrec.losses.objective import LossWeights, combine
 
 def test_defaults() -> None:
     weights = LossWeights()
-    assert (weights.contrastive, weights.alpha) == (0.1, 0.5)
-    assert (weights.alignment, weights.augmentation, weights.social) == (0.0, 0.0, 0.0)
+    assert (weights.contrastive, weights.alpha) == (0.5, 0.5)
+    assert (weights.alignment, weights.augmentation, weights.social) == (0.1, 0.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_missing_terms_contribute_nothing() -> None:
     assert total.item() == pytest.approx(0.7)
     assert set(logged) == {"supervised", "total"}
     only_intra, logged = combine(supervised, {"intra_user": torch.tensor(2.0)}, LossWeights())
-    assert only_intra.item() == pytest.approx(0.7 + 0.1 * 0.5 * 2.0)
+    assert only_intra.item() == pytest.approx(0.7 + 0.5 * 0.5 * 2.0)
     assert set(logged) == {"supervised", "intra_user", "total"}
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
+from clrec.config import RunConfig
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import EvaluationConfig, Evaluator
@@ -40,6 +41,8 @@ from clrec.models.clrec.prior import SearchBudget
 from clrec.models.embedding import UserState
 from clrec.models.popularity import Popularity
 from clrec.models.registry import build_model, load_model
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 N_USERS, N_ITEMS, N_CLUSTERS, DIM = 200, 120, 4, 8
 PER_USER, N_VALID, N_TEST = 14, 2, 3
@@ -567,6 +570,16 @@ def test_yaml_style_values_are_coerced() -> None:
     config = ClrecConfig.from_params({"lr": "1e-2", "content": {"modalities": ["feat"]}})
     assert config.lr == 0.01 and config.content.modalities == ("feat",)
     assert ClrecConfig.from_params(config.to_params()) == config
+
+
+def test_naming_one_loss_weight_keeps_the_other_defaults() -> None:
+    """``--set model.params.weights.alpha=0`` switches the intra-user term off and nothing
+    else (it once reset the contrast weight to 0.1 and alignment to 0)."""
+    default = ClrecConfig().weights
+    assert (default.contrastive, default.alignment) == (0.5, 0.1)
+    config = RunConfig.from_yaml(CONFIGS / "amazon-office.yaml", ["model.params.weights.alpha=0"])
+    weights = ClrecConfig.from_params(config.model.params).weights
+    assert weights == dataclasses.replace(default, alpha=0.0)
 
 
 def test_missing_modality_is_named(world: World) -> None:
