@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from clrec.config import RunConfig
+from clrec.data.registry import default_data_root
 from clrec.experiment import run_experiment
 from clrec.models.clrec import ClrecConfig
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="model seeds per variant")
     args = parser.parse_args()
 
+    data_root = args.data_root or default_data_root(os.environ.get("CLREC_DATA"))
     base = RunConfig.from_yaml(args.config, args.overrides)
     first_seed = ClrecConfig.from_params(base.model.params).seed
     rows: list[dict[str, Any]] = []
@@ -73,7 +76,7 @@ def main() -> None:
             )
             name = label.replace(" ", "_").replace("(", "").replace(")", "").replace("=", "")
             started = time.perf_counter()
-            results = run_experiment(config, args.out / f"{name}-seed{seed}", args.data_root)
+            results = run_experiment(config, args.out / f"{name}-seed{seed}", data_root)
             runs.append((results, time.perf_counter() - started))
             print(f"{label} seed {seed}: test ndcg@10 {results['test']['ndcg@10']:.4f}", flush=True)
         rows.append(_summarise(label, extra, runs))
