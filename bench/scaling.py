@@ -67,7 +67,7 @@ DEFAULT_SIZES = ("1M:100k", "3M:300k", "10M:1M")
 MODEL_PARAMS: dict[str, dict[str, Any]] = {
     "bpr": {},
     "lightgcn": {},
-    "clrec": {"prior": "none", "content": {"modalities": []}},  # as configs/gowalla.yaml
+    "clrec": {"prior": "none", "content": {"modalities": []}},  # content-free defaults
     # a variant is MODEL-NAME: the registered MODEL with its own parameters
     "bpr-sparse": {"sparse_updates": True},
     "clrec-sampled": {
