@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
@@ -62,7 +62,8 @@ class ClrecConfig:
     # objective
     supervised: Supervised = "softmax"
     # sampled_softmax: the softmax against this many items drawn uniformly once per batch (with
-    # the log(I / K) correction), for catalogues where B × I scores per step cost too much
+    # the log(I / K) correction), for catalogues where B × I scores per step cost too much;
+    # cosine_contrastive's negatives are the same samples
     softmax_samples: int = 2048
     # cosine_contrastive (SimpleX's CCL, cosine similarity only): relu(1 − s⁺) +
     # negative_weight · mean over the sampled items of relu(s⁻ − margin)
@@ -70,7 +71,8 @@ class ClrecConfig:
     negative_weight: float = 150.0
     # how those items are drawn: uniformly, by popularity (count ** popularity_exponent), or
     # half and half ("mixed", as large two-tower systems do); each sample's logit is corrected
-    # by −log(K · q) for its probability q, so the estimate stays the catalogue softmax
+    # by −log(K · q) for its probability q, so the estimate stays the catalogue softmax (the
+    # cosine contrastive loss takes the samples as drawn: a margin needs no correction)
     negative_sampling: Literal["uniform", "popularity", "mixed"] = "uniform"
     popularity_exponent: float = 0.75
     # look the step's rows up with sparse gradients and update the ID tables lazily (only the
@@ -79,9 +81,10 @@ class ClrecConfig:
     sparse_updates: bool = False
     temperature: float = 0.2  # on cosine similarities; 0.2 beat 0.1 on ML-1M, Office, Scientific
     contrast_temperature: float = 0.2
-    # intra / cross-user contrast at 0.5 (α 0.5) and content–behaviour alignment at 0.1: the
-    # setting that helped on Amazon Scientific / Office and ML-1M cold items (BENCHMARKS.md);
-    # a config naming some weights keeps the other defaults
+    # intra / cross-user contrast at 0.5 (α 0.5) and content–behaviour alignment at 0.1 (which
+    # carries cold items); the pair contrast moves Amazon Office / Scientific by ±2 % and costs
+    # on ML-1M and Gowalla, whose presets turn it off (BENCHMARKS.md, issue 18's ablation).
+    # A config naming some weights keeps the other defaults
     weights: LossWeights = field(default_factory=LossWeights)
     l2_weight: float = 0.0
     noise_eps: float = 0.1
@@ -139,8 +142,7 @@ class ClrecConfig:
             ),
             (self.prior_reg is None or self.prior_reg > 0, "prior_reg must be positive"),
             (
-                self.supervised
-                in ("softmax", "sampled_softmax", "cosine_contrastive", "bpr", "bce", "mse"),
+                self.supervised in get_args(Supervised),
                 "unknown supervised loss",
             ),
             (-1 <= self.margin < 1, "margin must be in [-1, 1)"),
