@@ -3,9 +3,9 @@
 Models: ``bpr``, ``lightgcn`` and the content-free ``clrec`` model with their defaults, and
 large-catalogue variants: ``bpr-sparse`` (``sparse_updates: true``), ``clrec-sampled``
 (``supervised: sampled_softmax``), ``clrec-sparse`` (that with ``sparse_updates: true`` and
-``history_cap: 32``: a step reads and updates only its own rows, a heavy user costs 32 items)
-and ``clrec-linear`` (the Gowalla preset's model: that step with the cosine contrastive loss
-and without the pair-contrast terms).
+``history_cap: 32``: a step reads and updates only its own rows, a heavy user costs 32 items),
+``clrec-linear`` (that step with the cosine contrastive loss and without the pair-contrast
+terms) and ``clrec-linear-b256`` (that with 256 users a step: the Gowalla preset's model).
 
 Synthetic implicit-feedback data with power-law item popularity and power-law user activity,
 at several sizes (interactions:items); for every size and model, in its own fresh process
@@ -84,9 +84,9 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
         "sparse_updates": True,
         "history_cap": 32,
     },
-    # the Gowalla preset's model (configs/gowalla.yaml): the linear step with SimpleX's cosine
-    # contrastive loss, no pair-contrast terms (no other users pulled into a step), no ID
-    # dropout (there is no content path to train)
+    # the linear step with SimpleX's cosine contrastive loss over 8,192 samples, no
+    # pair-contrast terms (no other users pulled into a step), no ID dropout (there is no
+    # content path to train), 128 users a step
     "clrec-linear": {
         "prior": "none",
         "content": {"modalities": []},
@@ -96,6 +96,19 @@ MODEL_PARAMS: dict[str, dict[str, Any]] = {
         "history_cap": 32,
         "id_dropout": 0.0,
         "weights": {"contrastive": 0.0},
+    },
+    # the same with 256 users a step (half the steps): the Gowalla preset's model
+    # (configs/gowalla.yaml)
+    "clrec-linear-b256": {
+        "prior": "none",
+        "content": {"modalities": []},
+        "supervised": "cosine_contrastive",
+        "softmax_samples": 8192,
+        "sparse_updates": True,
+        "history_cap": 32,
+        "id_dropout": 0.0,
+        "weights": {"contrastive": 0.0},
+        "batch_size": 256,
     },
 }
 SUFFIXES = {"k": 1_000, "m": 1_000_000}
