@@ -309,45 +309,43 @@ class TrainingPlan:
                 return catalogue_softmax_loss(logits, pair_rows, positives, tau, drop_rate)
 
             return softmax
-        if config.supervised == "sampled_softmax":
+        if config.supervised in SAMPLED:
             sampled = rows.item_at(drawn.negatives)  # (K,)
             hits = torch.as_tensor(drawn.hits, device=self.device)  # (B, K)
+
+            def scored(user_vectors: Tensor, items_space: Tensor) -> tuple[Tensor, Tensor]:
+                """The pairs' ``(P,)`` scores and the rows' ``(B, K)`` scores of the shared
+                samples, each row's own positives among them masked as no negative."""
+                scores = user_vectors @ items_space[sampled].T  # (B, K)
+                pair_vectors = user_vectors[pair_rows]  # (P, D)
+                positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+                return positive_scores, scores.masked_fill(hits, NOT_A_NEGATIVE)
+
+            if config.supervised == "cosine_contrastive":
+
+                def cosine_contrastive(user_vectors: Tensor, items_space: Tensor) -> Tensor:
+                    positive_scores, sampled_scores = scored(user_vectors, items_space)
+                    return cosine_contrastive_loss(
+                        positive_scores,
+                        sampled_scores,
+                        pair_rows,
+                        config.margin,
+                        config.negative_weight,
+                        drop_rate,
+                    )
+
+                return cosine_contrastive
             correction: float | Tensor = math.log(self.n_items / len(drawn.negatives))
             if drawn.correction is not None:
                 correction = torch.as_tensor(drawn.correction, dtype=torch.float32)
 
             def sampled_softmax(user_vectors: Tensor, items_space: Tensor) -> Tensor:
-                scores = user_vectors @ items_space[sampled].T  # (B, K)
-                pair_vectors = user_vectors[pair_rows]  # (P, D)
-                positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
+                positive_scores, sampled_scores = scored(user_vectors, items_space)
                 return sampled_catalogue_softmax_loss(
-                    positive_scores,
-                    scores.masked_fill(hits, NOT_A_NEGATIVE),
-                    pair_rows,
-                    tau,
-                    correction,
-                    drop_rate,
+                    positive_scores, sampled_scores, pair_rows, tau, correction, drop_rate
                 )
 
             return sampled_softmax
-        if config.supervised == "cosine_contrastive":
-            sampled = rows.item_at(drawn.negatives)  # (K,)
-            hits = torch.as_tensor(drawn.hits, device=self.device)  # (B, K)
-
-            def cosine_contrastive(user_vectors: Tensor, items_space: Tensor) -> Tensor:
-                scores = user_vectors @ items_space[sampled].T  # (B, K) cosines
-                pair_vectors = user_vectors[pair_rows]  # (P, D)
-                positive_scores = (pair_vectors * items_space[positives]).sum(dim=1)  # (P,)
-                return cosine_contrastive_loss(
-                    positive_scores,
-                    scores.masked_fill(hits, NOT_A_NEGATIVE),
-                    pair_rows,
-                    config.margin,
-                    config.negative_weight,
-                    drop_rate,
-                )
-
-            return cosine_contrastive
         if config.supervised == "mse":
             target = torch.as_tensor(drawn.targets, device=self.device)  # (P,)
 
