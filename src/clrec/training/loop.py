@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from clrec import distributed
 from clrec.errors import ClrecError
-from clrec.training.optim import OPTIMIZERS, LazyAdamW
+from clrec.training.optim import OPTIMIZERS, build_optimizer
 
 BatchT = TypeVar("BatchT")
 logger = logging.getLogger(__name__)
@@ -121,32 +121,6 @@ class TrainResult:
     stopped_by_time: bool = False  # time_limit_minutes ended training before ``epochs``
 
 
-def build_optimizer(
-    parameters: Iterable[nn.Parameter], config: LoopConfig
-) -> torch.optim.Optimizer:
-    """Adam, AdamW with decoupled weight decay, SparseAdam (lazy Adam: only the rows a step's
-    sparse gradient touches are updated, so a step costs O(batch), not O(table)) or
-    :class:`LazyAdamW` (that for sparse gradients, AdamW for dense ones).
-
-    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
-    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
-    """
-    if config.optimizer == "sparse_adam":
-        return torch.optim.SparseAdam(list(parameters), lr=config.lr)
-    if config.optimizer == "lazy_adamw":
-        return LazyAdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw" and config.decay_matrices_only:
-        listed = list(parameters)
-        groups = [
-            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr)
-
-
 def run_training(
     module: nn.Module,
     epoch_batches: Callable[[int], Iterable[BatchT]],
@@ -174,7 +148,13 @@ def run_training(
     only (the others never call it); loss parts are averaged over all ranks' batches.
     """
     main = distributed.is_main()
-    optimizer = build_optimizer(module.parameters(), config)
+    optimizer = build_optimizer(
+        module.parameters(),
+        config.optimizer,
+        config.lr,
+        config.weight_decay,
+        decay_matrices_only=config.decay_matrices_only,
+    )
     schedule = (
         None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     )

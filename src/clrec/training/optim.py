@@ -73,3 +73,34 @@ def _adamw(
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denominator = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
     return param.addcdiv_(exp_avg, denominator, value=-lr / (1 - beta1**step))
+
+
+def build_optimizer(
+    parameters: Iterable[nn.Parameter],
+    name: str,
+    lr: float,
+    weight_decay: float = 0.0,
+    decay_matrices_only: bool = False,
+) -> torch.optim.Optimizer:
+    """The optimiser ``name`` (one of :data:`OPTIMIZERS`): Adam, AdamW with decoupled weight
+    decay, SparseAdam (lazy Adam: only the rows a step's sparse gradient touches are updated,
+    so a step costs O(batch), not O(table)) or :class:`LazyAdamW` (that for sparse gradients,
+    AdamW for dense ones).
+
+    With ``decay_matrices_only`` AdamW has two groups: parameters of two or more dimensions
+    (weight matrices) decay, vectors (biases, LayerNorm gains) do not.
+    """
+    if name == "sparse_adam":
+        return torch.optim.SparseAdam(list(parameters), lr=lr)
+    if name == "lazy_adamw":
+        return LazyAdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw" and decay_matrices_only:
+        listed = list(parameters)
+        groups = [
+            {"params": [p for p in listed if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in listed if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(parameters, lr=lr)

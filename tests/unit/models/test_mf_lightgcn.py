@@ -236,12 +236,13 @@ def test_sparse_updates_touch_only_the_batch_rows() -> None:
     """With ``sparse_updates`` a step's gradient names only the looked-up rows, and the loop
     trains with SparseAdam, which leaves every other row (and its moments) alone."""
     from clrec.models.mf import EmbeddingTables
-    from clrec.training.loop import build_optimizer
+    from clrec.training.optim import build_optimizer
 
     model = BPRMF(embedding_size=4, sparse_updates=True, device="cpu")
     model.tables = EmbeddingTables.random(20, 12, 4, 0.1, seed=0)
     before = model.tables.user.detach().clone(), model.tables.item.detach().clone()
-    optimizer = build_optimizer(model.tables.parameters(), model.trainer_config.loop())
+    loop = model.trainer_config.loop()
+    optimizer = build_optimizer(model.tables.parameters(), loop.optimizer, loop.lr)
     assert isinstance(optimizer, torch.optim.SparseAdam)
     loss = model.batch_loss(torch.tensor([3, 7]), torch.tensor([0, 5]), torch.tensor([9, 5]))
     loss.backward()
