@@ -17,7 +17,7 @@ from torch.nn import functional
 
 from clrec.errors import ClrecError
 from clrec.losses.infonce import zero_loss
-from clrec.losses.softmax import truncated_mean
+from clrec.losses.softmax import check_sampled_scores, truncated_mean
 
 
 def cosine_contrastive_loss(
@@ -40,10 +40,7 @@ def cosine_contrastive_loss(
         raise ClrecError(f"margin must be in [-1, 1), got {margin}")
     if negative_weight < 0:
         raise ClrecError(f"negative_weight must be ≥ 0, got {negative_weight}")
-    if sampled_scores.ndim != 2:
-        raise ClrecError(f"sampled_scores must be (B, K), got {tuple(sampled_scores.shape)}")
-    if rows.shape != positive_scores.shape or rows.ndim != 1:
-        raise ClrecError("rows and positive_scores must be 1-d and of equal length")
+    check_sampled_scores(positive_scores, sampled_scores, rows, "scores")
     if len(rows) == 0:
         return zero_loss(positive_scores, sampled_scores)
     negatives = functional.relu(sampled_scores - margin).mean(dim=1)  # (B,)

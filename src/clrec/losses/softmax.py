@@ -77,10 +77,7 @@ def sampled_catalogue_softmax_loss(
     ``B × I``. ``drop_rate``: :func:`truncated_mean`.
     """
     check_temperature(temperature)
-    if sampled_logits.ndim != 2:
-        raise ClrecError(f"sampled_logits must be (B, K), got {tuple(sampled_logits.shape)}")
-    if rows.shape != positive_logits.shape or rows.ndim != 1:
-        raise ClrecError("rows and positive_logits must be 1-d and of equal length")
+    check_sampled_scores(positive_logits, sampled_logits, rows, "logits")
     if len(rows) == 0:
         return zero_loss(positive_logits, sampled_logits)
     if isinstance(log_correction, Tensor):  # one correction per sample
@@ -91,6 +88,15 @@ def sampled_catalogue_softmax_loss(
     positives = positive_logits / temperature  # (P,)
     losses = torch.logaddexp(positives, negatives[rows]) - positives  # (P,)
     return truncated_mean(losses, drop_rate)
+
+
+def check_sampled_scores(positive: Tensor, sampled: Tensor, rows: Tensor, kind: str) -> None:
+    """Raise :class:`ClrecError` unless ``sampled_{kind}`` is ``(B, K)`` and ``rows`` and
+    ``positive_{kind}`` are 1-d of one length (the inputs of every shared-sample loss)."""
+    if sampled.ndim != 2:
+        raise ClrecError(f"sampled_{kind} must be (B, K), got {tuple(sampled.shape)}")
+    if rows.shape != positive.shape or rows.ndim != 1:
+        raise ClrecError(f"rows and positive_{kind} must be 1-d and of equal length")
 
 
 def truncated_mean(losses: Tensor, drop_rate: float) -> Tensor:
