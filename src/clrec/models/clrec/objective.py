@@ -446,7 +446,7 @@ class TrainingPlan:
 def sampling_distribution(
     matrix: sp.csr_matrix, config: ClrecConfig
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The sampled softmax's item probabilities ``q`` ``(I,)`` and their CDF (None, None for
+    """The sampled items' probabilities ``q`` ``(I,)`` and their CDF (None, None for
     uniform sampling): popularity ``count ** popularity_exponent``, or half uniform and half
     that ("mixed"; every item keeps a chance)."""
     if config.supervised not in SAMPLED or config.negative_sampling == "uniform":
