@@ -8,7 +8,8 @@
 # gowalla). --split random overrides the preset's split with a per-user random 8:1:1 (seed
 # 2020); --split cold-item uses configs/DATASET-cold.yaml; without --split the preset's own split
 # is used. Steps, each model in its own process under measure.py (wall time, peak RSS):
-#   1. the peers' virtual environments (setup_envs.sh; never the project's);
+#   1. the peers' virtual environments (setup_envs.sh; never the project's), only those
+#      that a model left after --skip needs;
 #   2. clrec's models: the preset's clrec model, then EASE, BPR-MF and LightGCN with clrec's
 #      defaults, all on the same split (the clrec run's split is the reference);
 #   3. that split exported for RecBole (benchmark_filename) and LightFM (clrec data export);
@@ -81,7 +82,14 @@ measured() {  # measured NAME COMMAND... : run COMMAND as model NAME, its log in
   fi
 }
 
-bash "$here/setup_envs.sh" all
+wanted() {  # wanted NAME...: is any of these models left after --skip?
+  local name
+  for name in "$@"; do [[ "$skip" != *",$name,"* ]] && return 0; done
+  return 1
+}
+recbole_models=(BPR LightGCN EASE SGL NCL SimGCL XSimGCL)
+[ "$split" != "cold-item" ] && wanted "${recbole_models[@]/#/recbole-}" && bash "$here/setup_envs.sh" recbole
+wanted lightfm && bash "$here/setup_envs.sh" lightfm
 
 clrec_train() {  # clrec_train MODEL [--set ...]: the cap goes last, after any params reset
   local model="$1"; shift
@@ -99,7 +107,7 @@ done
 name="$(ls "$out/export" | grep -v '^lightfm$' | head -n 1)"
 
 if [ "$split" != "cold-item" ]; then
-  for model in BPR LightGCN EASE SGL NCL SimGCL XSimGCL; do
+  for model in "${recbole_models[@]}"; do
     measured "recbole-$model" "$recbole" "$here/recbole_run.py" "$out/export/$name" \
       --model "$model" --out "$out/recbole-$model" --threads "$threads" "${cap_args[@]}"
   done
@@ -111,7 +119,10 @@ measured lightfm "$lightfm" "$here/lightfm_run.py" "$out/export/lightfm" --out "
 import datetime, json, os, platform, subprocess, sys
 out, dataset, split, cap, threads, command = sys.argv[1:]
 def run(*cmd):
-    return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+    except OSError:  # a peer environment that no model of this run needed
+        return "not run"
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 versions = {
     "clrec": run(".venv/bin/python", "-c", "import clrec; print(clrec.__version__)"),
