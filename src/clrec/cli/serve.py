@@ -57,9 +57,7 @@ def serve_command(
             "reports the recall@10 measured at start.",
         ),
     ] = None,
-    ranker: Annotated[
-        str, typer.Option(help="The artifact's ranking stage: int8 | float32 | off.")
-    ] = "int8",
+    ranker: Annotated[str, typer.Option(help="The artifact's ranking stage: on | off.")] = "on",
     auth: Annotated[
         bool, typer.Option(help="Require an API key (--no-auth only for local tries).")
     ] = True,

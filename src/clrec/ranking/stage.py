@@ -1,36 +1,46 @@
-"""The ranking stage packaged for serving: a trained ranker plus the texts it reads.
+"""The ranking stage packaged for serving: the LambdaRank model and everything its features read.
 
-:func:`write_stage` puts into a folder (inside a serving artifact) everything the service
-needs to re-rank without the run: the ranker's weights (the base encoder is referenced by
-identity, as the artifact's text encoders are), each known user's context text and each
-catalogue item's text as they were built for training (so serving reads what the ranker was
-trained on), the item text template for items added later through the API, and the depth.
-:class:`RerankStage` loads it and scores one user's candidates.
+:func:`write_stage` puts into a folder (inside a serving artifact) the trained LambdaRank
+model, the cheap retrievers and the feature tables refitted on **all** the run's
+interactions (serving ranks after the last interaction the run knows), and each known
+user's item history, oldest first. :class:`RerankStage` loads it and ranks one user's
+candidates with the same functions the training used (:mod:`clrec.ranking.candidates`,
+:mod:`clrec.ranking.features`). The run's model stays the service's own: the stage gets its
+scores from the caller.
+
+Items added through the API after export are not candidates of the stage (its tables and
+retrievers know the exported catalogue); they still reach users through plain retrieval.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from clrec.data.schema import Dataset, FieldKind
-from clrec.encoders.text import TextTemplate, default_template
+from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
-from clrec.ranking.cross_encoder import CrossEncoderRanker
-from clrec.ranking.pipeline import RANKER_DIR, REPORT_FILE, SETTINGS_FILE, RankerSettings
-from clrec.ranking.texts import item_texts, user_contexts
+from clrec.ranking.candidates import CandidateConfig, Retrievers
+from clrec.ranking.features import (
+    CLICK_FEATURE,
+    FeatureTables,
+    feature_names,
+    ordered_histories,
+    user_features,
+)
+from clrec.ranking.folds import Content, RankerSettings
+from clrec.ranking.ltr import LambdaRanker
+from clrec.ranking.pipeline import RANKER_DIR, SETTINGS_FILE
 
-Precision = Literal["float32", "int8"]
 STAGE_FILE = "stage.json"
-CONTEXTS_FILE = "contexts.parquet"
-ITEM_TEXTS_FILE = "items.parquet"
+TABLES_FILE = "tables.npz"
+RETRIEVERS_FILE = "retrievers.npz"
+HISTORIES_FILE = "histories.parquet"
 MODEL_DIR = "model"
 
 
@@ -42,28 +52,39 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
         raise ClrecError(f"{root}: not a ranker folder (no {SETTINGS_FILE}); see clrec rank train")
     saved = json.loads((root / SETTINGS_FILE).read_text())
     settings = RankerSettings.from_plain(saved["settings"])
-    report = json.loads((root / REPORT_FILE).read_text()) if (root / REPORT_FILE).is_file() else {}
+    ranker = LambdaRanker.load(root / RANKER_DIR)
+    if CLICK_FEATURE in ranker.features:
+        raise ClrecError(
+            f"{root}: this ranker reads the click model's probability, which the service does "
+            "not compute; train the stage without --click-model to serve it"
+        )
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copytree(root / RANKER_DIR, target / MODEL_DIR)
+    history = dataset.interactions
+    content = Content.encode(dataset, settings)
+    Retrievers.fit(dataset, history, settings.candidates).save(target / RETRIEVERS_FILE)
+    tables = FeatureTables.fit(
+        dataset.n_items,
+        history,
+        content.text,
+        content.tags,
+        settings.candidates.recent_share,
+        settings.recent_items,
+    )
+    tables.save(target / TABLES_FILE)
     users = np.arange(dataset.n_users, dtype=np.int64)
-    contexts = user_contexts(dataset, dataset.interactions, users, settings.context)
-    pd.DataFrame({"id": dataset.users["id"].astype(str), "context": contexts}).to_parquet(
-        target / CONTEXTS_FILE, index=False
-    )
-    pd.DataFrame({"id": dataset.items["id"].astype(str), "text": item_texts(dataset)}).to_parquet(
-        target / ITEM_TEXTS_FILE, index=False
-    )
+    pd.DataFrame(
+        {
+            "id": dataset.users["id"].astype(str),
+            "items": [h.astype(np.int32) for h in ordered_histories(history, users)],
+        }
+    ).to_parquet(target / HISTORIES_FILE, index=False)
     summary = {
-        "depth": settings.rerank_depth,
-        "mode": settings.model.mode,
-        "template": default_template(dataset).pattern,  # for items added through the API
-        "item_fields": dict(dataset.item_fields),
-        "context": settings.context.template,
-        "empty_context": settings.context.empty_text,
-        "recent_items": settings.context.recent_items,
-        "test": report.get("test_pairs", {}).get("auc"),
-        "end_to_end": report.get("end_to_end", {}),
+        "candidates": settings.to_plain()["candidates"],
+        "features": ranker.features,
+        "items": dataset.n_items,
+        "history": ranker.history,
     }
     (target / STAGE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
@@ -71,66 +92,78 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
 
 @dataclass
 class RerankStage:
-    """A loaded ranking stage: scores (user context, item text) pairs."""
+    """A loaded ranking stage: candidates, features and LambdaRank scores for one user."""
 
-    ranker: CrossEncoderRanker
-    depth: int
-    contexts: dict[str, str]  # known user id -> context text
-    item_texts: dict[str, str]  # catalogue item id -> text
-    template: TextTemplate
-    item_fields: dict[str, FieldKind]
-    context_template: str
-    empty_context: str
-    recent_items: int
+    ranker: LambdaRanker
+    retrievers: Retrievers
+    tables: FeatureTables
+    histories: dict[str, np.ndarray]  # known user id -> item rows, oldest first
+    columns: list[int]  # the ranker's features among the stage's columns
 
     @classmethod
-    def load(cls, folder: str | Path, precision: Precision = "int8") -> RerankStage:
-        """Load :func:`write_stage`'s folder; ``int8`` quantises the ranker for CPU latency."""
+    def load(cls, folder: str | Path) -> RerankStage:
+        """Load :func:`write_stage`'s folder; anything missing or damaged is a clear error."""
         root = Path(folder)
         try:
             summary = json.loads((root / STAGE_FILE).read_text())
-            contexts = pd.read_parquet(root / CONTEXTS_FILE)
-            texts = pd.read_parquet(root / ITEM_TEXTS_FILE)
-        except (OSError, ValueError) as error:
+            config = CandidateConfig(**summary["candidates"])
+            histories = pd.read_parquet(root / HISTORIES_FILE)
+            retrievers = Retrievers.load(root / RETRIEVERS_FILE, config)
+            tables = FeatureTables.load(root / TABLES_FILE)
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise ClrecError(f"{root}: unreadable ranking stage: {error}") from error
-        ranker = CrossEncoderRanker.load(root / MODEL_DIR)
-        if precision == "int8":
-            ranker = ranker.quantized()
+        ranker = LambdaRanker.load(root / MODEL_DIR)
+        if tables.n_items != retrievers.n_items:
+            raise ClrecError(f"{root}: the stage's tables and retrievers disagree on the items")
+        names = feature_names(config.retrievers)
+        missing = sorted(set(ranker.features) - set(names))
+        if missing:
+            raise ClrecError(f"{root}: the ranker reads features the stage lacks: {missing}")
         return cls(
-            ranker=ranker,
-            depth=int(summary["depth"]),
-            contexts=dict(zip(contexts["id"], contexts["context"], strict=True)),
-            item_texts=dict(zip(texts["id"], texts["text"], strict=True)),
-            template=TextTemplate(summary["template"]),
-            item_fields=cast(dict[str, FieldKind], dict(summary["item_fields"])),
-            context_template=str(summary["context"]),
-            empty_context=str(summary["empty_context"]),
-            recent_items=int(summary["recent_items"]),
+            ranker,
+            retrievers,
+            tables,
+            {
+                str(user): np.asarray(items, dtype=np.int64)
+                for user, items in zip(histories["id"], histories["items"], strict=True)
+            },
+            [names.index(name) for name in ranker.features],
         )
 
-    def item_text(self, item_id: str, content: Mapping[str, str | None] | None = None) -> str:
-        """An item's text: its fields rendered by the catalogue's template when given (an item
-        added or changed through the API), else the stored catalogue text."""
-        if content is not None:
-            return self.template.render(dict(content), self.item_fields) or ""
-        return self.item_texts.get(item_id, "")
+    @property
+    def n_items(self) -> int:
+        """Items of the exported catalogue (rows ``0 .. n_items - 1``)."""
+        return self.tables.n_items
 
-    def context(self, user_id: str, titles: Sequence[str]) -> str:
-        """The user's context: the stored one for a user the run knew, else composed like it
-        from ``titles`` (the user's items, most recent first)."""
-        stored = self.contexts.get(user_id)
-        if stored is not None:
+    @property
+    def depth(self) -> int:
+        """Candidates each retriever proposes."""
+        return self.retrievers.config.per_retriever
+
+    def history(self, user_id: str, later: np.ndarray) -> np.ndarray:
+        """The user's item rows oldest first: the exported history, then ``later`` (rows
+        recorded since, in the given order), each item once at its newest place."""
+        stored = self.histories.get(user_id, np.zeros(0, dtype=np.int64))
+        later = later[(later >= 0) & (later < self.n_items)]
+        if not len(later):
             return stored
-        chosen = [t for t in titles if t][: self.recent_items]
-        if not chosen:
-            return self.empty_context
-        return self.context_template.format(items="; ".join(chosen))
+        joined = np.concatenate([stored, later])
+        _, last = np.unique(joined[::-1], return_index=True)  # newest occurrence of each
+        keep = np.sort(len(joined) - 1 - last)
+        return joined[keep]
 
-    def scores(self, context: str, texts: Sequence[str]) -> np.ndarray:
-        """Click probabilities ``(C,)`` of ``texts`` for one user's ``context``."""
-        if not texts:
-            return np.empty(0, dtype=np.float32)
-        return self.ranker.predict([context] * len(texts), list(texts), progress=False)
+    def rank(
+        self, model_scores: np.ndarray, history: np.ndarray, exclude: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The stage's candidates ``(C,)`` for one user and their LambdaRank scores
+        ``(C,)``: ``model_scores`` ``(n_items,)`` the run's model over the exported catalogue,
+        ``history`` ``(H,)`` (:meth:`history`), ``exclude`` ``(E,)`` rows never proposed."""
+        exclude = exclude[(exclude >= 0) & (exclude < self.n_items)]
+        found = self.retrievers.user_candidates(model_scores, history, exclude)
+        rows = user_features(
+            self.tables, history, found.items, found.scores, found.ranks, self.depth
+        )  # (C, F)
+        return found.items, self.ranker.predict(rows[:, self.columns])
 
 
-__all__ = ["Precision", "RerankStage", "write_stage"]
+__all__ = ["RerankStage", "write_stage"]

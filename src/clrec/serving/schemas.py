@@ -50,8 +50,9 @@ class UserParams(BaseModel):
     )
     rerank: bool = Field(
         False,
-        description="re-order the retriever's top candidates with the language-model "
-        "ranking stage (scores become click probabilities); 422 without one",
+        description="rank the union of several retrievers' candidates with the ranking "
+        "stage (LambdaRank over retrieval, behaviour and language-model features; scores "
+        "become its scores); 422 without one",
     )
 
 

@@ -38,8 +38,9 @@ class ServiceSettings(BaseModel):
       are already in the model's scoring space (normalised for cosine models).
     * ``index_cache``: keep a built HNSW graph in ``data_dir/index-cache/`` and load it at
       the next start with the same artifact and index settings.
-    * ``ranker``: load the artifact's language-model ranking stage (when it has one) with int8
-      or float32 weights, or ``off``; requests opt in with ``rerank=true``.
+    * ``ranker``: load the artifact's ranking stage (when it has one: LambdaRank over several
+      retrievers' candidates, :mod:`clrec.ranking.stage`), or ``off``; requests opt in with
+      ``rerank=true``.
     * ``realtime_users``: a known user's vector follows their recorded events at once (the
       model rebuilds it from their history: :meth:`~clrec.models.embedding.EmbeddingModel.
       add_event`); off, it stays as trained and events only exclude items (users known only
@@ -67,7 +68,7 @@ class ServiceSettings(BaseModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     verify_artifact: bool = True
     index_cache: bool = True
-    ranker: Literal["off", "int8", "float32"] = "int8"
+    ranker: Literal["on", "off"] = "on"
     realtime_users: bool = True
     max_k: int = Field(default=100, ge=1, le=10_000)
     rescore_margin: int = Field(default=100, ge=0, le=100_000)

@@ -92,8 +92,7 @@ class ServiceState:
         self._last_event = 0
         self._last_revision = 0
         self._last_sync = time.monotonic()
-        self.rerank: RerankStage | None = None  # the language-model ranking stage, if loaded
-        self._rerank_lock = threading.Lock()
+        self.rerank: RerankStage | None = None  # the ranking stage, if loaded
         self.replay_report: dict[str, int] = {
             "items": 0,
             "reembedded_items": 0,
@@ -122,7 +121,7 @@ class ServiceState:
         artifact = load_artifact(settings.artifact, verify=settings.verify_artifact)
         state = cls(settings, artifact, store)
         if artifact.has_ranker and settings.ranker != "off":
-            state.rerank = artifact.rerank_stage(settings.ranker)
+            state.rerank = artifact.rerank_stage()
         state._measure_index()
         state._warm_up()
         state.sync()
@@ -319,13 +318,7 @@ class ServiceState:
         following their recorded events; NotFoundError for a user with neither a trained
         vector nor events."""
         with self._lock:
-            state = self.users.state(user_id)
-            if state is None:
-                raise NotFoundError(
-                    f"unknown user {user_id!r}: no trained vector and no recorded events; "
-                    f"for a new user use {COLD_START_ROUTE} with items they liked or a "
-                    "profile_text"
-                )
+            state = self._known_state(user_id)
             row_of = self.items.row
             parts = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
             if exclude_seen:
@@ -343,34 +336,30 @@ class ServiceState:
         exclude_seen: bool = True,
         exclude_ids: Iterable[str] = (),
     ) -> list[Scored]:
-        """Top ``k`` after the ranking stage: the retriever's top ``depth`` (at least ``k``)
-        re-ordered by the cross-encoder's click probability, which becomes the score. The
-        user's context is the one built at export for a user the run knew, else composed from
-        the titles of their recorded items."""
+        """Top ``k`` after the ranking stage: the union of the retrievers' candidates (the
+        model's scores over the exported catalogue, the stage's own retrievers) ordered by
+        the LambdaRank score, which becomes the score. The user's history is the exported
+        one followed by their recorded events."""
         stage = self.rerank
         if stage is None:
             raise ClrecError(
                 "this service has no ranking stage: the artifact was exported without "
                 "--ranker, or the service runs with the ranker off"
             )
-        candidates = self.recommend_user(
-            user_id, max(k, stage.depth), exclude_seen=exclude_seen, exclude_ids=exclude_ids
-        )
         with self._lock:
-            titles = self.items.titles
-            recorded = sorted(self.users.seen.get(user_id, ()))
-            context_titles = [titles[r] or "" for r in recorded]
-            texts = [
-                stage.item_text(c.id, self.items.content.get(self.items.row[c.id]))
-                for c in candidates
-            ]
-        context = stage.context(user_id, context_titles)
-        with self._rerank_lock:  # one forward pass at a time: torch uses every core already
-            probabilities = stage.scores(context, texts)  # (C,)
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        return [
-            Scored(candidates[i].id, float(probabilities[i]), candidates[i].title) for i in order
-        ]
+            state = self._known_state(user_id)
+            row_of = self.items.row
+            excluded = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
+            recorded = np.fromiter(sorted(self.users.seen.get(user_id, ())), np.int64)
+            if exclude_seen:
+                excluded.append(recorded)
+                if state.user is not None:
+                    excluded.append(self.artifact.seen_items(state.user))
+            model_scores = self._scores(state, np.arange(stage.n_items, dtype=np.int64))
+        history = stage.history(user_id, recorded)  # (H,)
+        items, scores = stage.rank(model_scores, history, np.concatenate(excluded))
+        with self._lock:
+            return self._top(items, scores.astype(np.float32), k)
 
     def recommend_anonymous(
         self, item_ids: Sequence[str], profile_text: str | None, k: int
@@ -453,6 +442,17 @@ class ServiceState:
         return written
 
     # ------------------------------------------------------------------ helpers
+    def _known_state(self, user_id: str) -> UserState:
+        """The user's state (hold the lock); NotFoundError for a user with neither a trained
+        vector nor recorded events."""
+        state = self.users.state(user_id)
+        if state is None:
+            raise NotFoundError(
+                f"unknown user {user_id!r}: no trained vector and no recorded events; "
+                f"for a new user use {COLD_START_ROUTE} with items they liked or a profile_text"
+            )
+        return state
+
     def _recommend(self, state: UserState, k: int, excluded: np.ndarray) -> list[Scored]:
         """Top ``k`` of the index for the user's vector, scored by the model."""
         rows, _ = self.items.candidates(self.model.user_vector(state), k, excluded, self._margin)

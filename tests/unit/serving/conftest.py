@@ -49,30 +49,26 @@ def bpr_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def ranked_artifact(tmp_path_factory: pytest.TempPathFactory, clrec_artifact: Path) -> Path:
-    """The clrec artifact's run exported again with a ranking stage: a head-only cross-encoder
-    on the tiny random BERT, trained on the run's candidates (weights are arbitrary; the
-    tests check that the service applies the stage exactly, not that it ranks well)."""
-    pytest.importorskip("peft")
-    from clrec.ranking.cross_encoder import CrossEncoderConfig
-    from clrec.ranking.pairs import PairConfig
-    from clrec.ranking.pipeline import RankerSettings, train_ranker
-    from tiny_bert import make_tiny_bert
+    """The clrec artifact's run exported again with a ranking stage: LambdaRank over the
+    union of four retrievers' top 8, with the packaged MiniLM's title vectors (its trees are
+    few; the tests check that the service applies the stage exactly, not that it ranks
+    well)."""
+    pytest.importorskip("lightgbm")
+    from clrec.ranking.candidates import CandidateConfig
+    from clrec.ranking.folds import RankerSettings
+    from clrec.ranking.ltr import LambdaRankConfig
+    from clrec.ranking.pipeline import train_ranker
 
     root = tmp_path_factory.mktemp("svc-ranked")
     run = clrec_artifact.parent / "run-clrec"
     settings = RankerSettings(
-        pairs=PairConfig(max_users=30, candidates=8, hard_negatives=2, random_negatives=1),
-        model=CrossEncoderConfig(
-            model=str(make_tiny_bert(root / "bert")),
-            mode="head",
-            epochs=1,
-            batch_size=16,
-            max_length=48,
-            progress=False,
-        ),
-        rerank_depth=8,
+        candidates=CandidateConfig(per_retriever=20, knn_neighbours=10),
+        lambdarank=LambdaRankConfig(rounds=20, min_data_in_leaf=5, early_stopping=5),
         ks=(5,),
-        test_users=10,
+        bootstrap=20,
+        ablation=False,
+        cache_dir=None,
+        progress=False,
     )
     train_ranker(run, root / "ranker", settings)
     return export_artifact(run, root / "artifact", ranker=root / "ranker")

@@ -5,7 +5,9 @@ replay after a restart, several workers sharing one database, metrics and logs."
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -615,36 +617,77 @@ def test_hnsw_graph_is_cached_for_the_next_start(
 # ---------------------------------------------------------------------- ranking stage
 
 
-def test_rerank_reorders_the_top_candidates_by_the_ranker(
-    make_service: ServiceFactory, ranked_artifact: Path, artifact: Artifact, cold: list[str]
+def test_rerank_is_the_stage_computed_in_batch(
+    make_service: ServiceFactory, ranked_artifact: Path, artifact: Artifact
 ) -> None:
-    service = make_service(artifact=ranked_artifact, ranker="float32")
+    """Parity: the service's re-ranked list for a known user is what the batch code of
+    training computes for that user (same candidates, features and LambdaRank scores)."""
+    from clrec.ranking.candidates import Retrievers, history_matrix
+    from clrec.ranking.features import FeatureTables, batch_features, ordered_histories
+    from clrec.ranking.folds import Content, RankerSettings, RunParts
+    from clrec.ranking.ltr import LambdaRanker
+
+    service = make_service(artifact=ranked_artifact)
     assert service.get("/readyz").json()["ranker"] is True
-    stage = service.state.rerank
-    assert stage is not None and stage.depth == 8
-    retrieved = service.recommended("u3", k=8)
     response = service.get("/v1/users/u3/recommendations", k=5, rerank="true")
     assert response.status_code == 200, response.text
-    items = response.json()["items"]
-    # the stage's own scores of the retriever's top 8, best first
-    expected = stage.scores(
-        stage.context("u3", []), [stage.item_text(i) for i in retrieved]
-    )  # (8,)
-    order = np.argsort(-expected, kind="stable")[:5]
-    assert [item["id"] for item in items] == [retrieved[i] for i in order]
-    for item, i in zip(items, order, strict=True):
-        assert item["score"] == pytest.approx(float(expected[i]), rel=1e-5)
-    assert stage.context("u3", []) == stage.contexts["u3"] != stage.empty_context
-    # an item written through the API is read from its fields
-    fields = _twin(artifact, cold[0], "Brand New")
-    service.put("/v1/items/brand-new", fields)
-    assert stage.item_text("brand-new", fields) == stage.template.render(fields, stage.item_fields)
-    assert "Brand New" in stage.item_text("brand-new", fields)
-    # the ranker off, or an artifact without one: a clear 422
+    served = response.json()["items"]
+
+    saved = json.loads((ranked_artifact.parent / "ranker" / "rank.json").read_text())
+    parts = RunParts.load(saved["run"])
+    settings = RankerSettings.from_plain(saved["settings"])
+    dataset, history = parts.dataset, parts.dataset.interactions
+    user = np.array([artifact.user_ids.index("u3")])
+    retrievers = Retrievers.fit(dataset, history, settings.candidates)
+    retrievers.model_scores = parts.retriever.score
+    seen = history_matrix(history, dataset.n_users, dataset.n_items)
+    candidates = retrievers.candidates(user, seen, seen)
+    content = Content.encode(dataset, settings)
+    tables = FeatureTables.fit(
+        dataset.n_items,
+        history,
+        content.text,
+        content.tags,
+        settings.candidates.recent_share,
+        settings.recent_items,
+    )
+    rows = batch_features(
+        tables, ordered_histories(history, user), candidates, settings.candidates.per_retriever
+    )
+    scores = LambdaRanker.load(ranked_artifact.parent / "ranker" / "ranker").predict(rows)
+    order = np.argsort(-scores, kind="stable")[:5]
+    ids = dataset.items["id"].astype(str).to_numpy()
+    assert [item["id"] for item in served] == list(ids[candidates.items[order]])
+    for item, expected in zip(served, scores[order], strict=True):
+        assert item["score"] == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+
+    # a recorded click leaves the list and joins the history the features read
+    clicked = served[0]["id"]
+    service.post("/v1/events", [{"user": "u3", "item": clicked, "kind": "click"}])
+    after = service.get("/v1/users/u3/recommendations", k=5, rerank="true").json()["items"]
+    assert clicked not in [item["id"] for item in after]
+    stage = service.state.rerank
+    assert stage is not None
+    row = service.state.items.row[clicked]
+    assert stage.history("u3", np.array([row]))[-1] == row
+    # the ranker off: a clear 422
     off = make_service(artifact=ranked_artifact, data="off", ranker="off")
     refused = off.get("/v1/users/u3/recommendations", rerank="true")
     assert refused.status_code == 422 and "no ranking stage" in refused.json()["detail"]
     assert off.get("/readyz").json()["ranker"] is False
+
+
+def test_a_damaged_ranker_file_is_a_clear_error_at_start(
+    make_service: ServiceFactory, ranked_artifact: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "artifact"
+    shutil.copytree(ranked_artifact, copy)
+    model = copy / "ranker" / "model" / "lambdarank.txt"
+    model.write_text(model.read_text()[:200])
+    with pytest.raises(ClrecError, match="unreadable LambdaRank ranker"):
+        make_service(artifact=copy, verify_artifact=False)
+    with pytest.raises(ClrecError, match="ranker"):  # verified: the checksum catches it first
+        make_service(artifact=copy, data="verified")
 
 
 def test_a_ranker_of_another_run_is_refused(

@@ -28,7 +28,6 @@ from clrec.serving.artifact.layout import (
 )
 
 if TYPE_CHECKING:
-    from clrec.ranking.stage import Precision as RankerPrecision
     from clrec.ranking.stage import RerankStage
 
 
@@ -153,8 +152,8 @@ class Artifact:
         """Whether the artifact carries a ranking stage (``clrec export --ranker``)."""
         return bool(self.manifest.get("ranker"))
 
-    def rerank_stage(self, precision: RankerPrecision = "int8") -> RerankStage:
-        """The artifact's ranking stage, loaded (its base encoder read from its identity)."""
+    def rerank_stage(self) -> RerankStage:
+        """The artifact's ranking stage, loaded."""
         if not self.has_ranker:
             raise ClrecError(
                 f"{self.root}: this artifact has no ranking stage; export it with "
@@ -162,7 +161,7 @@ class Artifact:
             )
         from clrec.ranking.stage import RerankStage
 
-        return RerankStage.load(self.root / RANKER_DIR, precision)
+        return RerankStage.load(self.root / RANKER_DIR)
 
     def seen_items(self, user: int) -> np.ndarray:
         """Internal ids ``(H,)`` of the items known ``user`` interacted with in the run's

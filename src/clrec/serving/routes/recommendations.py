@@ -39,7 +39,7 @@ async def user_recommendations(
     k = requested_k(request, params.k)
     # On the event loop: an index search is far cheaper than a hop to a worker thread.
     state = await service_state(request)  # not a dependency: a sub-dependency costs more here
-    if params.rerank:  # a cross-encoder pass: far too heavy for the event loop
+    if params.rerank:  # candidates + features + trees: milliseconds, off the event loop
         found = await run_in_threadpool(
             functools.partial(
                 state.rerank_user,

@@ -1,0 +1,249 @@
+"""The two folds of the ranking stage and what builds them.
+
+A fold is "what the retrievers may read → what they must find" for every user with a label
+interaction (see :mod:`clrec.ranking.pipeline`): the cheap retrievers and the feature tables
+are fitted on the fold's history alone, the run's model reads the history beyond
+``split.train`` as events, and each candidate's label says whether it is one of the user's
+label interactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clrec.data.schema import Dataset
+from clrec.data.splits import Split
+from clrec.encoders.featurizer import ContentConfig, ItemFeaturizer, offered_modalities
+from clrec.errors import ClrecError
+from clrec.models.base import Recommender
+from clrec.models.registry import load_model
+from clrec.ranking.candidates import (
+    CandidateConfig,
+    Candidates,
+    Retrievers,
+    history_matrix,
+    model_scores_with,
+)
+from clrec.ranking.click import ClickSettings, click_probabilities
+from clrec.ranking.cross_encoder import CrossEncoderConfig, CrossEncoderRanker
+from clrec.ranking.features import (
+    FeatureTables,
+    batch_features,
+    feature_names,
+    ordered_histories,
+)
+from clrec.ranking.ltr import LambdaRankConfig, LambdaRanker
+from clrec.ranking.pairs import PairConfig
+from clrec.ranking.texts import UserContextConfig
+
+
+@dataclass(frozen=True)
+class RankerSettings:
+    """Everything :func:`train_ranker` needs besides the run: the candidates, the
+    LambdaRank model, the language-model content (``text_model`` None: packaged MiniLM;
+    encoded vectors cached in ``cache_dir``), the optional click model, and the evaluation
+    (metrics at ``ks``, ``bootstrap`` resamples, the ablation on or off)."""
+
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    lambdarank: LambdaRankConfig = field(default_factory=LambdaRankConfig)
+    recent_items: int = 20
+    click: ClickSettings | None = None
+    ks: tuple[int, ...] = (10, 20)
+    bootstrap: int = 1000
+    ablation: bool = True
+    text_model: str | None = None
+    cache_dir: str | None = "~/.cache/clrec/embeddings"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ks", tuple(self.ks))
+        depth = self.candidates.per_retriever
+        if not self.ks or any(k < 1 or k > depth for k in self.ks):
+            raise ClrecError(f"ks must lie in 1..per_retriever ({depth}), got {list(self.ks)}")
+        if self.recent_items < 1:
+            raise ClrecError(f"recent_items must be at least 1, got {self.recent_items}")
+        if self.bootstrap < 1:
+            raise ClrecError(f"bootstrap must be at least 1, got {self.bootstrap}")
+
+    def to_plain(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> RankerSettings:
+        """Inverse of :meth:`to_plain` (tuples restored from JSON lists)."""
+        click = data.get("click")
+        if click is not None:
+            model = dict(click["model"])
+            model["lora_targets"] = tuple(model.get("lora_targets", ("query", "value")))
+            click = ClickSettings(
+                PairConfig(**click["pairs"]),
+                UserContextConfig(**click["context"]),
+                CrossEncoderConfig(**model),
+            )
+        plain = {k: v for k, v in data.items() if k not in ("candidates", "lambdarank", "click")}
+        return cls(
+            candidates=CandidateConfig(**data["candidates"]),
+            lambdarank=LambdaRankConfig(**data["lambdarank"]),
+            click=click,
+            **plain,
+        )
+
+
+@dataclass
+class RunParts:
+    """A run folder's data set, split and retrieval model."""
+
+    root: Path
+    dataset: Dataset
+    split: Split
+    retriever: Recommender
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunParts:
+        root = Path(run_dir)
+        for part in ("dataset", "split", "model"):
+            if not (root / part).is_dir():
+                raise ClrecError(
+                    f"{root}: not a clrec run folder (no {part}/); train one with clrec train"
+                )
+        return cls(
+            root,
+            Dataset.load(root / "dataset"),
+            Split.load(root / "split"),
+            load_model(root / "model"),
+        )
+
+
+@dataclass
+class Content:
+    """The items' language-model text vectors and tag multi-hot (None where the data set
+    offers none), and the featuriser that made them (for items added later)."""
+
+    featurizer: ItemFeaturizer | None
+    text: np.ndarray | None  # (I, D)
+    tags: np.ndarray | None  # (I, T)
+
+    @classmethod
+    def encode(cls, dataset: Dataset, settings: RankerSettings) -> Content:
+        offered = sorted(offered_modalities(dataset) & {"text", "tags"})
+        if not offered:
+            return cls(None, None, None)
+        config = ContentConfig(
+            modalities=tuple(offered), cache_dir=settings.cache_dir, text_model=settings.text_model
+        )
+        featurizer = ItemFeaturizer.fit(dataset, config)
+        content, _ = featurizer.encode_dataset(dataset, progress=settings.progress)
+        return cls(featurizer, content.get("text"), content.get("tags"))
+
+
+@dataclass
+class Fold:
+    """One fold's label users, their candidates and feature rows, and the labels."""
+
+    users: np.ndarray  # (U,)
+    candidates: Candidates
+    features: np.ndarray  # (N, F)
+    labels: np.ndarray  # (N,) 1: a label interaction
+    truth: list[set[int]]  # (U,) each user's label items
+    names: list[str]
+    history: pd.DataFrame
+    retrievers: Retrievers
+    tables: FeatureTables
+    histories: list[np.ndarray]
+
+
+def build_fold(
+    parts: RunParts,
+    content: Content,
+    later: pd.DataFrame | None,
+    labels: pd.DataFrame,
+    settings: RankerSettings,
+    click: CrossEncoderRanker | None = None,
+) -> Fold:
+    """Candidates, features and labels of every user with a label interaction; the history
+    is ``split.train`` plus ``later`` (None: nothing), the retrievers and tables are fitted
+    on it alone, and ``later`` reaches the run's model as events."""
+    dataset = parts.dataset
+    config = settings.candidates
+    history = parts.split.train
+    if later is not None:
+        history = pd.concat([history, later], ignore_index=True)
+    users = np.unique(labels["user"].to_numpy(dtype=np.int64))  # (U,)
+    retrievers = Retrievers.fit(dataset, history, config)
+    retrievers.model_scores = model_scores_with(
+        parts.retriever, later if later is not None else history.iloc[:0]
+    )
+    seen = history_matrix(history, dataset.n_users, dataset.n_items)
+    candidates = retrievers.candidates(users, seen, seen)
+    tables = FeatureTables.fit(
+        dataset.n_items,
+        history,
+        content.text,
+        content.tags,
+        config.recent_share,
+        settings.recent_items,
+    )
+    histories = ordered_histories(history, users)
+    probabilities = None
+    if click is not None and settings.click is not None:
+        probabilities = click_probabilities(
+            click,
+            dataset,
+            history,
+            users,
+            candidates.offsets,
+            candidates.items,
+            settings.click.context,
+        )
+    features = batch_features(tables, histories, candidates, config.per_retriever, probabilities)
+    keys = labels["user"].to_numpy(dtype=np.int64) * dataset.n_items + labels["item"].to_numpy(
+        dtype=np.int64
+    )
+    owners = np.repeat(users, np.diff(candidates.offsets))  # (N,)
+    found = np.isin(owners * dataset.n_items + candidates.items, keys).astype(np.float32)
+    truth_frame = labels.groupby("user")["item"].agg(lambda s: set(s.tolist()))
+    return Fold(
+        users,
+        candidates,
+        features,
+        found,
+        [truth_frame.get(int(u), set()) for u in users],
+        feature_names(config.retrievers, click=probabilities is not None),
+        history,
+        retrievers,
+        tables,
+        histories,
+    )
+
+
+def fit_on(fold: Fold, names: list[str], settings: RankerSettings) -> LambdaRanker:
+    """LambdaRank on the fold's users with at least one label among their candidates,
+    reading the columns ``names`` (a subset of the fold's)."""
+    columns = [fold.names.index(name) for name in names]
+    counts = np.diff(fold.candidates.offsets)  # (U,)
+    positives = (
+        np.add.reduceat(fold.labels, fold.candidates.offsets[:-1])
+        if len(fold.labels)
+        else np.zeros(0)
+    )
+    useful = (counts > 0) & (positives > 0)  # (U,) groups with a positive
+    if not useful.any():
+        raise ClrecError(
+            "no user has a held-out interaction among the candidates: nothing to learn from"
+        )
+    rows = np.repeat(useful, counts)  # (N,)
+    return LambdaRanker.fit(
+        fold.features[rows][:, columns],
+        fold.labels[rows],
+        counts[useful],
+        names,
+        settings.lambdarank,
+    )
+
+
+__all__ = ["Content", "Fold", "RankerSettings", "RunParts", "build_fold", "fit_on"]
