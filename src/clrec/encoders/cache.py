@@ -2,14 +2,17 @@
 
 One SQLite file in WAL mode: each :meth:`EmbeddingCache.put_many` is one transaction, so
 several processes may write at once and a process killed mid-write (kill -9) leaves only
-whole, committed entries behind. Vectors are stored as float32 bytes next to their
-dimension, which is checked on every read; an entry whose bytes do not match is treated as
-missing (and so re-encoded) rather than returned.
+whole, committed entries behind. Vectors are stored as float32 bytes next to their dimension
+and a BLAKE2b digest of the bytes, both checked on every read, with the values' finiteness:
+an entry that fails any check (a damaged page, a stray write, an entry from before digests)
+is treated as missing — so it is re-encoded and overwritten — never returned. Non-finite
+vectors are never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import Self
 import numpy as np
 
 from clrec.errors import ClrecError
+
+logger = logging.getLogger(__name__)
 
 DB_NAME = "embeddings.sqlite3"
 # SQLite allows at least 999 bound variables per statement; stay well below.
@@ -33,9 +38,15 @@ CREATE TABLE IF NOT EXISTS vectors (
     hash TEXT NOT NULL,
     dim INTEGER NOT NULL,
     vector BLOB NOT NULL,
+    digest BLOB,
     PRIMARY KEY (identity, hash)
 ) WITHOUT ROWID;
 """
+
+
+def blob_digest(blob: bytes) -> bytes:
+    """The 16-byte BLAKE2b digest stored beside a vector's bytes."""
+    return hashlib.blake2b(blob, digest_size=16).digest()
 
 
 def content_hash(content: str | bytes) -> str:
@@ -65,6 +76,9 @@ class EmbeddingCache:
             # NORMAL is durable against a crashed process in WAL mode (not a power cut).
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(vectors)")}
+            if "digest" not in columns:  # a cache written before digests: entries re-encode
+                self._conn.execute("ALTER TABLE vectors ADD COLUMN digest BLOB")
         except (OSError, sqlite3.DatabaseError) as err:
             raise ClrecError(f"{self.path}: cannot open the embedding cache ({err})") from err
 
@@ -104,21 +118,31 @@ class EmbeddingCache:
         """Cached vectors (float32, shape (d,)) for those of ``hashes`` that are present."""
         wanted = list(dict.fromkeys(hashes))
         found: dict[str, np.ndarray] = {}
+        rejected = 0
         try:
             for start in range(0, len(wanted), _CHUNK):
                 chunk = wanted[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self.conn.execute(
-                    "SELECT hash, dim, vector FROM vectors "
+                    "SELECT hash, dim, vector, digest FROM vectors "
                     f"WHERE identity = ? AND hash IN ({marks})",
                     (identity, *chunk),
                 ).fetchall()
-                for key, dim, blob in rows:
-                    # A row whose bytes disagree with its dimension is never served.
-                    if len(blob) == 4 * dim:
-                        found[key] = np.frombuffer(blob, dtype=np.float32).copy()
+                for key, dim, blob, digest in rows:
+                    vector = _checked(blob, dim, digest)
+                    if vector is None:
+                        rejected += 1
+                    else:
+                        found[key] = vector
         except sqlite3.DatabaseError as err:
             raise ClrecError(f"{self.path}: cannot read the embedding cache ({err})") from err
+        if rejected:
+            logger.warning(
+                "%s: %d cached vector(s) failed their checks (digest, size or finiteness); "
+                "they are encoded again",
+                self.path,
+                rejected,
+            )
         return found
 
     def count(self, identity: str | None = None) -> int:
@@ -140,12 +164,15 @@ class EmbeddingCache:
         """
         if not vectors:
             return
-        rows: list[tuple[str, str, int, bytes]] = []
+        rows: list[tuple[str, str, int, bytes, bytes]] = []
         dims = set()
         for key, vector in vectors.items():
             flat = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)  # (d,)
             dims.add(flat.shape[0])
-            rows.append((identity, key, flat.shape[0], flat.tobytes()))
+            if not np.isfinite(flat).all():
+                continue  # never cached: a non-finite vector is a failed encoding
+            blob = flat.tobytes()
+            rows.append((identity, key, flat.shape[0], blob, blob_digest(blob)))
         if len(dims) != 1:
             raise ClrecError(f"vectors for {identity!r} have mixed dimensions {sorted(dims)}")
         dim = dims.pop()
@@ -167,8 +194,8 @@ class EmbeddingCache:
                         f"{self.path}: {identity!r} stores {stored}-d vectors, got {dim}-d"
                     )
                 conn.executemany(
-                    "INSERT OR REPLACE INTO vectors (identity, hash, dim, vector) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO vectors (identity, hash, dim, vector, digest) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -177,3 +204,12 @@ class EmbeddingCache:
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as err:
             raise ClrecError(f"{self.path}: cannot write the embedding cache ({err})") from err
+
+
+def _checked(blob: bytes, dim: int, digest: bytes | None) -> np.ndarray | None:
+    """The stored vector ``(dim,)`` if its bytes match their size and digest and its
+    values are finite, else None."""
+    if len(blob) != 4 * dim or digest is None or blob_digest(blob) != digest:
+        return None
+    vector = np.frombuffer(blob, dtype=np.float32).copy()
+    return vector if np.isfinite(vector).all() else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clrec.encoders.cache import DB_NAME, EmbeddingCache, content_hash
+from clrec.encoders.cache import DB_NAME, EmbeddingCache, blob_digest, content_hash
 from clrec.errors import ClrecError
 
 IDENTITY = "text:test@0:len8"
@@ -63,6 +63,56 @@ def test_dimension_is_checked_on_write_and_on_read(tmp_path: Path) -> None:
         raw.execute("UPDATE vectors SET vector = ? WHERE hash = 'a'", (b"\x00" * 12,))
     with EmbeddingCache(tmp_path) as cache:
         assert cache.get_many(IDENTITY, ["a"]) == {}
+
+
+def test_a_damaged_vector_is_never_served_and_is_encoded_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes of the right length but the wrong values (what the size check alone let
+    through: values ~1e37, an infinite norm), a NaN stored by a stray writer, and an entry
+    from a cache written before digests all read as missing, with a warning."""
+    good = np.arange(4, dtype=np.float32)
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many(IDENTITY, {k: good for k in ("a", "b", "c", "d")})
+        cache.put_many(IDENTITY, {"nan": np.array([1, np.nan, 0, 0], np.float32)})
+        assert cache.count(IDENTITY) == 4  # a non-finite vector is never stored
+    huge = np.full(4, 3e37, dtype=np.float32).tobytes()
+    with sqlite3.connect(tmp_path / DB_NAME) as raw:
+        raw.execute("UPDATE vectors SET vector = ? WHERE hash = 'a'", (huge,))
+        raw.execute(
+            "UPDATE vectors SET vector = ?, digest = ? WHERE hash = 'b'",
+            (
+                np.array([np.inf, 0, 0, 0], np.float32).tobytes(),
+                blob_digest(np.array([np.inf, 0, 0, 0], np.float32).tobytes()),
+            ),
+        )
+        raw.execute("UPDATE vectors SET digest = NULL WHERE hash = 'c'")
+    with EmbeddingCache(tmp_path) as cache, caplog.at_level("WARNING"):
+        got = cache.get_many(IDENTITY, ["a", "b", "c", "d"])
+        assert list(got) == ["d"]
+        np.testing.assert_array_equal(got["d"], good)
+        assert "3 cached vector(s) failed their checks" in caplog.text
+        cache.put_many(IDENTITY, {"a": good})  # encoded again: served from now on
+        assert set(cache.get_many(IDENTITY, ["a"])) == {"a"}
+
+
+def test_a_cache_from_before_digests_is_upgraded(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / DB_NAME) as raw:
+        raw.executescript(
+            "CREATE TABLE identities (identity TEXT PRIMARY KEY, dim INTEGER NOT NULL);"
+            "CREATE TABLE vectors (identity TEXT NOT NULL, hash TEXT NOT NULL, "
+            "dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (identity, hash)) "
+            "WITHOUT ROWID;"
+        )
+        raw.execute("INSERT INTO identities VALUES (?, 2)", (IDENTITY,))
+        raw.execute(
+            "INSERT INTO vectors VALUES (?, 'old', 2, ?)",
+            (IDENTITY, np.ones(2, np.float32).tobytes()),
+        )
+    with EmbeddingCache(tmp_path) as cache:
+        assert cache.get_many(IDENTITY, ["old"]) == {}  # unverifiable: encoded again
+        cache.put_many(IDENTITY, {"old": np.ones(2, np.float32)})
+        assert set(cache.get_many(IDENTITY, ["old"])) == {"old"}
 
 
 def test_a_file_that_is_not_a_database_raises_clrec_error(tmp_path: Path) -> None:

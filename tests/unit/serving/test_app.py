@@ -591,7 +591,11 @@ def test_hnsw_index(make_service: ServiceFactory, artifact: Artifact, cold: list
 
 @pytest.mark.skipif(importlib.util.find_spec("hnswlib") is None, reason="hnswlib not installed")
 def test_hnsw_graph_is_cached_for_the_next_start(
-    make_service: ServiceFactory, artifact: Artifact, cold: list[str], tmp_path: Path
+    make_service: ServiceFactory,
+    artifact: Artifact,
+    cold: list[str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = IndexConfig(kind="hnsw", num_threads=1)
     first = make_service(index=config)
@@ -611,6 +615,17 @@ def test_hnsw_graph_is_cached_for_the_next_start(
         stored = np.load(vectors)
         np.save(vectors, stored[::-1].copy())
     assert make_service(index=config).state.index_report["source"] == "built"
+    # one flipped byte inside the cached graph: refused by its digest, rebuilt, never loaded
+    assert make_service(index=config).state.index_report["source"] == "cache"
+    for graph in (tmp_path / "data" / "index-cache").glob("*/hnsw.bin"):
+        raw = bytearray(graph.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        graph.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING):
+        rebuilt = make_service(index=config)
+    assert rebuilt.state.index_report["source"] == "built"
+    assert "checksum mismatch" in caplog.text
+    assert rebuilt.recommended("u7", 5) == first.recommended("u7", 5)
     assert make_service(index=config, index_cache=False).state.index_report["source"] == "built"
 
 

@@ -20,7 +20,9 @@ from clrec.serving.index import (
     VECTORS_FILE,
     IndexConfig,
     VectorIndex,
+    storage,
 )
+from clrec.serving.index.storage import file_digest
 
 needs_hnswlib = pytest.mark.skipif(
     importlib.util.find_spec("hnswlib") is None, reason="hnswlib not installed (extra: serve)"
@@ -332,6 +334,14 @@ def _edit_meta(directory: Path, **changes: Any) -> None:
     (directory / META_FILE).write_text(json.dumps(meta))
 
 
+def _reseal(directory: Path) -> None:
+    """Record the files' current digests in index.json, as if they had been saved so: the
+    checks behind the digests must still refuse what the digests would have caught."""
+    meta = json.loads((directory / META_FILE).read_text())
+    meta["sha256"] = {name: file_digest(directory / name) for name in meta["sha256"]}
+    (directory / META_FILE).write_text(json.dumps(meta))
+
+
 def test_load_rejects_missing_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(ClrecError, match="not found"):
         VectorIndex.load(tmp_path / "nowhere")
@@ -364,12 +374,25 @@ def test_load_rejects_missing_and_corrupt_files(tmp_path: Path) -> None:
     out = _saved(tmp_path, IndexConfig())
     raw = (out / VECTORS_FILE).read_bytes()
     (out / VECTORS_FILE).write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ClrecError, match=re.escape(VECTORS_FILE)):
+    with pytest.raises(ClrecError, match=re.escape(VECTORS_FILE) + ": checksum mismatch"):
+        VectorIndex.load(out)
+    _reseal(out)
+    with pytest.raises(ClrecError, match=re.escape(VECTORS_FILE) + ": unreadable array"):
         VectorIndex.load(out)
 
     out = _saved(tmp_path, IndexConfig())
     np.save(out / VECTORS_FILE, _gaussian(50, 8, seed=0).astype(np.float64))
+    with pytest.raises(ClrecError, match="checksum mismatch"):
+        VectorIndex.load(out)
+    _reseal(out)
     with pytest.raises(ClrecError, match="float64"):
+        VectorIndex.load(out)
+
+    out = _saved(tmp_path, IndexConfig())
+    meta = json.loads((out / META_FILE).read_text())
+    del meta["sha256"]
+    (out / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ClrecError, match="no file digests"):
         VectorIndex.load(out)
 
     out = _saved(tmp_path, IndexConfig(precision="int8"))
@@ -383,11 +406,15 @@ def test_load_rejects_mismatched_hnsw_graph(tmp_path: Path) -> None:
     out = _saved(tmp_path, HNSW)
     raw = (out / HNSW_FILE).read_bytes()
     (out / HNSW_FILE).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ClrecError, match=re.escape(HNSW_FILE) + ": checksum mismatch"):
+        VectorIndex.load(out)
+    _reseal(out)
     with pytest.raises(ClrecError, match=re.escape(HNSW_FILE)):
         VectorIndex.load(out)
 
     out = _saved(tmp_path, HNSW)
     (out / HNSW_FILE).write_bytes(b"garbage")
+    _reseal(out)
     with pytest.raises(ClrecError, match="truncated"):
         VectorIndex.load(out)
 
@@ -396,6 +423,7 @@ def test_load_rejects_mismatched_hnsw_graph(tmp_path: Path) -> None:
         other = _saved(tmp_path / f"other{rows}x{dim}", HNSW, rows=rows, dim=dim)
         out = _saved(tmp_path, HNSW)
         (out / HNSW_FILE).write_bytes((other / HNSW_FILE).read_bytes())
+        _reseal(out)
         with pytest.raises(ClrecError, match="holds"):
             VectorIndex.load(out)
 
@@ -405,12 +433,33 @@ def test_load_rejects_mismatched_hnsw_graph(tmp_path: Path) -> None:
     out = _saved(tmp_path, HNSW)
     (out / HNSW_FILE).write_bytes((other / HNSW_FILE).read_bytes())
     np.save(out / VECTORS_FILE, _gaussian(50, 8, seed=98))
+    _reseal(out)
     with pytest.raises(ClrecError, match="differ"):
         VectorIndex.load(out)
 
     out = _saved(tmp_path, HNSW)
     (out / HNSW_FILE).unlink()
     with pytest.raises(ClrecError, match="not found"):
+        VectorIndex.load(out)
+
+
+@needs_hnswlib
+def test_a_damaged_graph_never_reaches_hnswlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flipped byte in the middle of the graph (same length, header intact: what the
+    structural checks cannot see, and what can crash hnswlib's loader) is refused by its
+    digest before the native library is called."""
+    out = _saved(tmp_path, HNSW)
+    raw = bytearray((out / HNSW_FILE).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (out / HNSW_FILE).write_bytes(bytes(raw))
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hnswlib was handed a damaged file")
+
+    monkeypatch.setattr(storage, "import_hnswlib", never)
+    with pytest.raises(ClrecError, match=re.escape(HNSW_FILE) + ": checksum mismatch"):
         VectorIndex.load(out)
 
 

@@ -1,13 +1,16 @@
 """How a vector index's items are stored: the precision encoding in memory, and the files on
 disk (``index.json``, ``vectors.npy``, ``scales.npy``, ``hnsw.bin``).
 
-Every file is replaced atomically; ``index.json``, read first, is written last. Reading
-checks every file against ``index.json`` (shape, dtype, finiteness, the graph's own vectors)
-and refuses a damaged one with its name.
+Every file is replaced atomically; ``index.json``, read first, is written last and records
+each file's SHA-256. Reading checks every file's digest first — before any byte of the graph
+reaches hnswlib, whose loader trusts its input and can crash the process on a damaged file —
+then its shape, dtype, finiteness and the graph's own vectors, and refuses a damaged file
+with its name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -23,8 +26,8 @@ from clrec.errors import ClrecError
 from clrec.serving.index.config import IndexConfig
 from clrec.serving.index.hnsw import HnswGraph, import_hnswlib
 
-FORMAT_VERSION = 1
-"""Version of the on-disk layout written by :func:`save_index`."""
+FORMAT_VERSION = 2
+"""Version of the on-disk layout written by :func:`save_index` (2: file digests)."""
 
 META_FILE = "index.json"
 VECTORS_FILE = "vectors.npy"
@@ -83,12 +86,16 @@ def save_index(
         _atomic_write(out / SCALES_FILE, lambda f: np.save(f, scales))
     if graph is not None:
         _replace(out / HNSW_FILE, graph.save)
+    written = [VECTORS_FILE] + [SCALES_FILE] * (scales is not None) + [HNSW_FILE] * (
+        graph is not None
+    )
     meta = {
         "format_version": FORMAT_VERSION,
         "config": config.to_dict(),
         "count": vectors.shape[0],
         "dim": vectors.shape[1],
         "storage_dtype": str(vectors.dtype),
+        "sha256": {name: file_digest(out / name) for name in written},
     }
     text = json.dumps(meta, indent=2) + "\n"
     _atomic_write(out / META_FILE, lambda f: f.write(text.encode()))
@@ -101,6 +108,7 @@ def load_index(directory: str | Path) -> SavedIndex:
     root = Path(directory)
     meta = _read_meta(root / META_FILE)
     config = IndexConfig.from_dict(meta["config"])
+    _check_digests(root, meta, config)
     count, dim = meta["count"], meta["dim"]
     for name, value in (("count", count), ("dim", dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -121,6 +129,36 @@ def load_index(directory: str | Path) -> SavedIndex:
             raise ClrecError(f"{root / SCALES_FILE}: scales must be finite and >= 0")
     graph = _load_hnsw(root / HNSW_FILE, config, vectors) if config.kind == "hnsw" else None
     return SavedIndex(config, vectors, scales, graph)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError as error:
+        raise ClrecError(f"{path}: not found") from error
+    except OSError as error:
+        raise ClrecError(f"{path}: unreadable: {error}") from error
+    return digest.hexdigest()
+
+
+def _check_digests(root: Path, meta: dict[str, Any], config: IndexConfig) -> None:
+    """Every file the index needs matches the digest ``index.json`` recorded for it."""
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict):
+        raise ClrecError(f"{root / META_FILE}: no file digests")
+    needed = [VECTORS_FILE]
+    needed += [SCALES_FILE] if config.precision == "int8" else []
+    needed += [HNSW_FILE] if config.kind == "hnsw" else []
+    for name in needed:
+        expected = digests.get(name)
+        if not isinstance(expected, str):
+            raise ClrecError(f"{root / META_FILE}: no digest for {name}")
+        if file_digest(root / name) != expected:
+            raise ClrecError(f"{root / name}: checksum mismatch (the file is damaged)")
 
 
 def _replace(path: Path, write: Callable[[str], object]) -> None:
@@ -237,6 +275,7 @@ __all__ = [
     "VECTORS_FILE",
     "SavedIndex",
     "encode",
+    "file_digest",
     "load_index",
     "save_index",
 ]
