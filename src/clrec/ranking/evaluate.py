@@ -20,6 +20,7 @@ from clrec.ranking.click import classify_test_pairs
 from clrec.ranking.cross_encoder import CrossEncoderRanker
 from clrec.ranking.features import (
     CLICK_FEATURE,
+    KNN_FEATURES,
     TAG_FEATURES,
     TEXT_FEATURES,
     retriever_features,
@@ -99,7 +100,8 @@ def _ablation(
     if CLICK_FEATURE in training.names:
         variants["without the click model"] = (_without(training.names, (CLICK_FEATURE,)), None)
     for name in settings.candidates.retrievers:
-        dropped = _without(training.names, retriever_features((name,)))
+        derived = KNN_FEATURES if name == "itemknn" else ()  # read its neighbours
+        dropped = _without(training.names, [*retriever_features((name,)), *derived])
         variants[f"without retriever {name}"] = (dropped, name)
     results: dict[str, dict[str, float]] = {}
     for label, (names, dropped_retriever) in variants.items():

@@ -9,6 +9,9 @@ Every (user, candidate) row gets, in :func:`feature_names` order:
   in its newest share; ``item_age_days``: days from the item's first interaction to the
   history's last (NaN without timestamps or for an item never seen);
 * ``user_activity``: log(1 + the user's history length);
+* item-to-item co-occurrence with the user's latest items (the ItemKNN neighbours, when that
+  retriever is on): ``knn_last`` (with the most recent item), ``knn_recent_mean`` (mean over
+  the 5 most recent), ``knn_recent_max`` (max over the ``recent_items`` most recent);
 * language-model similarity between the candidate's text vector and those of the user's
   ``recent_items`` most recent items (cosine): ``text_mean``, ``text_max``, ``text_last``
   (NaN without text vectors on either side);
@@ -29,11 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from clrec.ranking.candidates import Candidates, RetrieverName, recent_mask
 
 ITEM_FEATURES = ("item_popularity", "item_recent_popularity", "item_age_days")
 USER_FEATURES = ("user_activity",)
+KNN_FEATURES = ("knn_last", "knn_recent_mean", "knn_recent_max")
+_KNN_MEAN_ITEMS = 5
 TEXT_FEATURES = ("text_mean", "text_max", "text_last")
 TAG_FEATURES = ("tag_overlap",)
 CLICK_FEATURE = "click"
@@ -51,6 +57,7 @@ def feature_names(retrievers: Sequence[RetrieverName], click: bool = False) -> l
         *retriever_features(retrievers),
         *ITEM_FEATURES,
         *USER_FEATURES,
+        *KNN_FEATURES,
         *TEXT_FEATURES,
         *TAG_FEATURES,
     ]
@@ -61,7 +68,8 @@ def feature_names(retrievers: Sequence[RetrieverName], click: bool = False) -> l
 class FeatureTables:
     """Per-item tables the features read, fitted on one history: popularity, recent
     popularity, first-seen time and the history's last time, unit text vectors ``(I, D)``
-    (NaN rows: no text) and tag multi-hot ``(I, T)`` (sparse)."""
+    (NaN rows: no text), tag multi-hot ``(I, T)``, and the ItemKNN neighbours ``(I, I)``
+    (the retrievers' own matrix: not saved with the tables, attached when loaded)."""
 
     popularity: np.ndarray  # (I,) log1p counts
     recent: np.ndarray  # (I,) log1p counts in the newest share
@@ -70,6 +78,7 @@ class FeatureTables:
     text: np.ndarray | None  # (I, D) unit rows, NaN rows for items without text
     tags: np.ndarray | None  # (I, T) uint8 multi-hot
     recent_items: int = 20
+    similarity: sp.csr_matrix | None = None  # (I, I) ItemKNN neighbours
 
     @classmethod
     def fit(
@@ -80,9 +89,11 @@ class FeatureTables:
         tags: np.ndarray | None,
         recent_share: float,
         recent_items: int = 20,
+        similarity: sp.csr_matrix | None = None,
     ) -> FeatureTables:
-        """Tables from ``history`` (``user``, ``item``, optionally ``timestamp``) and the
-        items' content: ``text`` ``(I, D)`` and ``tags`` ``(I, T)`` (NaN rows: missing)."""
+        """Tables from ``history`` (``user``, ``item``, optionally ``timestamp``), the
+        items' content: ``text`` ``(I, D)`` and ``tags`` ``(I, T)`` (NaN rows: missing),
+        and the ItemKNN neighbours fitted on the same history."""
         items = history["item"].to_numpy(dtype=np.int64)
         counts = np.bincount(items, minlength=n_items).astype(np.float32)
         recent = np.bincount(items[recent_mask(history, recent_share)], minlength=n_items).astype(
@@ -103,6 +114,7 @@ class FeatureTables:
             None if text is None else unit_rows(text),
             None if tags is None else (np.nan_to_num(tags, nan=0.0) > 0).astype(np.uint8),
             recent_items,
+            None if similarity is None else similarity.tocsr(),
         )
 
     @property
@@ -124,7 +136,8 @@ class FeatureTables:
         np.savez(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: str | Path) -> FeatureTables:
+    def load(cls, path: str | Path, similarity: sp.csr_matrix | None = None) -> FeatureTables:
+        """Read :meth:`save`'s file; ``similarity``: the ItemKNN neighbours to attach."""
         with np.load(path) as saved:
             return cls(
                 saved["popularity"],
@@ -134,6 +147,7 @@ class FeatureTables:
                 saved["text"].astype(np.float32) if "text" in saved else None,
                 saved.get("tags"),
                 int(saved["recent_items"]),
+                similarity,
             )
 
 
@@ -153,13 +167,11 @@ def user_features(
     ranks: np.ndarray,
     per_retriever: int,
     click: np.ndarray | None = None,
-    extra_text: np.ndarray | None = None,
 ) -> np.ndarray:
     """One user's feature rows ``(C, F)``: ``history`` ``(H,)`` the user's item rows oldest
     first, ``items`` ``(C,)`` the candidates with the retrievers' ``scores`` / ``ranks``
     ``(C, R)``, ``click`` ``(C,)`` the click model's probabilities (None: no such column).
-    Item rows beyond the tables (items added after the stage was built) read as unseen;
-    ``extra_text`` ``(C, D)`` gives their text vectors (NaN rows: none)."""
+    Item rows beyond the tables (items added after the stage was built) read as unseen."""
     n_candidates = len(items)
     known = items < tables.n_items  # (C,)
     safe = np.where(known, items, 0)
@@ -176,12 +188,29 @@ def user_features(
     activity = np.full((n_candidates, 1), np.log1p(len(history)), dtype=np.float32)
     recent = history[-tables.recent_items :] if tables.recent_items else history[:0]
     recent = recent[recent < tables.n_items]  # (h,) rows the tables know
-    text_block = _text_similarity(tables, recent, items, known, safe, extra_text)  # (C, 3)
+    knn_block = _knn_similarity(tables, recent, known, safe)  # (C, 3)
+    text_block = _text_similarity(tables, recent, items, known, safe)  # (C, 3)
     tag_block = _tag_overlap(tables, recent, items, known, safe)  # (C, 1)
-    blocks = [retriever_block, item_block, activity, text_block, tag_block]
+    blocks = [retriever_block, item_block, activity, knn_block, text_block, tag_block]
     if click is not None:
         blocks.append(np.asarray(click, dtype=np.float32).reshape(-1, 1))
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _knn_similarity(
+    tables: FeatureTables, recent: np.ndarray, known: np.ndarray, safe: np.ndarray
+) -> np.ndarray:
+    """ItemKNN similarity ``(C, 3)`` of each candidate with the most recent item, mean over
+    the few most recent, max over ``recent`` (NaN without neighbours or history)."""
+    out = np.full((len(safe), 3), np.nan, dtype=np.float32)
+    if tables.similarity is None or not len(recent) or not len(safe):
+        return out
+    block = tables.similarity[recent][:, safe].toarray()  # (h, C)
+    block[:, ~known] = np.nan
+    out[:, 0] = block[-1]
+    out[:, 1] = block[-_KNN_MEAN_ITEMS:].mean(axis=0)
+    out[:, 2] = block.max(axis=0)
+    return out
 
 
 def _text_similarity(
@@ -190,17 +219,13 @@ def _text_similarity(
     items: np.ndarray,
     known: np.ndarray,
     safe: np.ndarray,
-    extra_text: np.ndarray | None,
 ) -> np.ndarray:
     """Mean, max and most-recent cosine ``(C, 3)`` of each candidate with ``recent``."""
     out = np.full((len(items), 3), np.nan, dtype=np.float32)
     if tables.text is None or not len(recent) or not len(items):
         return out
     candidates = tables.text[safe]  # (C, D)
-    if extra_text is not None:
-        candidates = np.where(known[:, None], candidates, unit_rows(extra_text))
-    else:
-        candidates[~known] = np.nan
+    candidates[~known] = np.nan
     profile = tables.text[recent]  # (h, D)
     profile = profile[~np.isnan(profile).any(axis=1)]
     if not len(profile):
@@ -283,6 +308,7 @@ def ordered_histories(history: pd.DataFrame, users: np.ndarray) -> list[np.ndarr
 
 __all__ = [
     "CLICK_FEATURE",
+    "KNN_FEATURES",
     "FeatureTables",
     "batch_features",
     "feature_names",

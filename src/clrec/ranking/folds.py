@@ -187,6 +187,7 @@ def build_fold(
         content.tags,
         config.recent_share,
         settings.recent_items,
+        retrievers.similarity,
     )
     histories = ordered_histories(history, users)
     probabilities = None

@@ -63,7 +63,8 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
     shutil.copytree(root / RANKER_DIR, target / MODEL_DIR)
     history = dataset.interactions
     content = Content.encode(dataset, settings)
-    Retrievers.fit(dataset, history, settings.candidates).save(target / RETRIEVERS_FILE)
+    retrievers = Retrievers.fit(dataset, history, settings.candidates)
+    retrievers.save(target / RETRIEVERS_FILE)
     tables = FeatureTables.fit(
         dataset.n_items,
         history,
@@ -71,7 +72,7 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
         content.tags,
         settings.candidates.recent_share,
         settings.recent_items,
-    )
+    )  # the neighbours are the retrievers', attached again at load
     tables.save(target / TABLES_FILE)
     users = np.arange(dataset.n_users, dtype=np.int64)
     pd.DataFrame(
@@ -109,7 +110,7 @@ class RerankStage:
             config = CandidateConfig(**summary["candidates"])
             histories = pd.read_parquet(root / HISTORIES_FILE)
             retrievers = Retrievers.load(root / RETRIEVERS_FILE, config)
-            tables = FeatureTables.load(root / TABLES_FILE)
+            tables = FeatureTables.load(root / TABLES_FILE, retrievers.similarity)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ClrecError(f"{root}: unreadable ranking stage: {error}") from error
         ranker = LambdaRanker.load(root / MODEL_DIR)

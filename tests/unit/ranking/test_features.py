@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from clrec.ranking.candidates import Candidates
 from clrec.ranking.features import (
@@ -104,3 +105,18 @@ def test_batch_rows_are_each_users_rows(tmp_path: Path) -> None:
     again = batch_features(loaded, histories, candidates, per_retriever=2)
     np.testing.assert_allclose(again, batch, rtol=1e-3)  # text vectors are kept as float16
     assert loaded.recent_items == 2 and loaded.now == pytest.approx(found.now)
+
+
+def test_co_occurrence_with_the_latest_items_by_hand() -> None:
+    found = tables()
+    found.similarity = sp.csr_matrix(
+        np.array([[0.0, 0.2, 0.4], [0.2, 0.0, 0.6], [0.4, 0.6, 0.0]], dtype=np.float32)
+    )
+    history = np.array([0, 2, 1])  # recent_items = 2: items 2 then 1 (most recent)
+    items = np.array([0, 2, 7])
+    ranks = np.ones((3, 1), dtype=np.float32)
+    rows = user_features(found, history, items, np.zeros((3, 1), np.float32), ranks, 1)
+    column = dict(zip(feature_names(("model",)), rows.T, strict=True))
+    np.testing.assert_allclose(column["knn_last"], [0.2, 0.6, np.nan])  # sim with item 1
+    np.testing.assert_allclose(column["knn_recent_mean"], [0.3, 0.3, np.nan])  # items 2, 1
+    np.testing.assert_allclose(column["knn_recent_max"], [0.4, 0.6, np.nan])

@@ -665,6 +665,7 @@ def test_rerank_is_the_stage_computed_in_batch(
         content.tags,
         settings.candidates.recent_share,
         settings.recent_items,
+        retrievers.similarity,
     )
     rows = batch_features(
         tables, ordered_histories(history, user), candidates, settings.candidates.per_retriever

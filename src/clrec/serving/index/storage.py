@@ -86,8 +86,8 @@ def save_index(
         _atomic_write(out / SCALES_FILE, lambda f: np.save(f, scales))
     if graph is not None:
         _replace(out / HNSW_FILE, graph.save)
-    written = [VECTORS_FILE] + [SCALES_FILE] * (scales is not None) + [HNSW_FILE] * (
-        graph is not None
+    written = (
+        [VECTORS_FILE] + [SCALES_FILE] * (scales is not None) + [HNSW_FILE] * (graph is not None)
     )
     meta = {
         "format_version": FORMAT_VERSION,
