@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from clrec.cli import data, encode, keys, rank, runs, serve
+from clrec.cli import data, encode, keys, rank, runs, serve, store
 
 app = typer.Typer(
     name="clrec",
@@ -35,5 +35,6 @@ for _name, _command in (
 app.add_typer(data.app, name="data")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rank.app, name="rank")
+app.add_typer(store.app, name="store")
 
 __all__ = ["app"]

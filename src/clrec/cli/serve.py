@@ -83,6 +83,14 @@ def serve_command(
             "database (0: never — a lone process).",
         ),
     ] = 1.0,
+    new_store: Annotated[
+        bool,
+        typer.Option(
+            "--new-store",
+            help="Start over on a store other than the one this data folder used (an "
+            "emptied or replaced database); without it such a store is refused.",
+        ),
+    ] = False,
 ) -> None:
     """Serve real-time recommendations over HTTP from an exported artifact."""
     try:
@@ -93,6 +101,7 @@ def serve_command(
     except ModuleNotFoundError as err:
         raise ClrecError(f"clrec serve needs {err.name}: pip install 'clrec[serve]'") from None
     from clrec.serving.store import Store
+    from clrec.serving.store_guard import guard_store
 
     if not (artifact / "artifact.json").is_file():
         raise ClrecError(f"{artifact}: not a clrec artifact (no artifact.json); see clrec export")
@@ -109,8 +118,13 @@ def serve_command(
         rate_limit_burst=burst,
         log_level=log_level,
         sync_interval_s=sync_interval or None,
+        new_store=new_store,
     )
-    Store(settings.db_url).close()  # the tables exist before any worker starts
+    store = Store(settings.db_url)  # the tables exist before any worker starts
+    try:  # one clear refusal of a damaged or foreign store, before any worker starts
+        guard_store(store, settings.data_dir, settings.new_store)
+    finally:
+        store.close()
     # Workers build their own app from these settings (uvicorn imports the factory).
     os.environ[SETTINGS_ENV] = settings.to_json()
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)

@@ -70,6 +70,7 @@ from clrec.serving.security import Authorization, BodySizeLimit, Security
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.state import ServiceState
 from clrec.serving.store import Store
+from clrec.serving.store_guard import guard_store
 
 SETTINGS_ENV = "CLREC_SERVE_SETTINGS"
 """Environment variable through which ``clrec serve`` hands its settings (JSON) to workers."""
@@ -121,6 +122,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.getLogger("clrec.serving").setLevel(settings.log_level)
     store = await run_in_threadpool(Store, settings.db_url)
     try:
+        await run_in_threadpool(guard_store, store, settings.data_dir, settings.new_store)
         state = await run_in_threadpool(ServiceState.load, settings, store)
     except BaseException:
         store.close()

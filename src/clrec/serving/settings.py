@@ -36,6 +36,9 @@ class ServiceSettings(BaseModel):
       (``postgresql+psycopg://...``); the store uses portable SQL only.
     * ``index``: the item index (exact or HNSW). Its metric must be ``dot``: artifact vectors
       are already in the model's scoring space (normalised for cosine models).
+    * ``new_store``: accept a store other than the one ``data_dir`` recorded (an emptied,
+      replaced or moved database: :mod:`clrec.serving.store_guard`), starting over on it;
+      without it such a store is refused.
     * ``index_cache``: keep a built HNSW graph in ``data_dir/index-cache/`` and load it at
       the next start with the same artifact and index settings.
     * ``ranker``: load the artifact's ranking stage (when it has one: LambdaRank over several
@@ -65,6 +68,7 @@ class ServiceSettings(BaseModel):
     artifact: Path
     data_dir: Path = Path("clrec-service")
     database_url: str | None = None
+    new_store: bool = False
     index: IndexConfig = Field(default_factory=IndexConfig)
     verify_artifact: bool = True
     index_cache: bool = True

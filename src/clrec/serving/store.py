@@ -23,10 +23,12 @@ import hmac
 import json
 import math
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -177,7 +179,9 @@ class Store:
             for name in COUNTERS:
                 if name in present:
                     continue
-                start = SCHEMA_VERSION if name == "schema" else 0
+                start = {"schema": SCHEMA_VERSION, "identity": secrets.randbits(62) + 1}.get(
+                    name, 0
+                )
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(sa.insert(counters).values(name=name, value=start))
@@ -206,6 +210,51 @@ class Store:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def identity(self) -> int:
+        """The random number drawn when this store's tables were created."""
+        with self._errors("reading the store's identity"), self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(counters.c.value).where(counters.c.name == "identity")
+            ).scalar_one_or_none()
+        if value is None:
+            raise StoreError("the store has no identity row; it was not created by clrec")
+        return int(value)
+
+    def check(self, full: bool = False) -> list[str]:
+        """Problems the database reports about itself (empty: none). SQLite runs
+        ``PRAGMA quick_check`` (``integrity_check`` with ``full``); other databases check
+        their own pages, so only the tables' presence is checked here."""
+        with self._errors("checking the database"), self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.select(sa.func.count()).select_from(counters)).scalar_one()
+                return []
+            pragma = "integrity_check" if full else "quick_check"
+            rows = [str(row[0]) for row in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+        return [] if rows == ["ok"] else rows
+
+    def backup(self, target: str | Path) -> Path:
+        """Copy a SQLite store to ``target`` with SQLite's online backup (consistent while
+        the service writes); PostgreSQL stores are backed up with ``pg_dump``."""
+        if not self.is_sqlite:
+            raise ClrecError(
+                "clrec store backup copies SQLite stores; back up PostgreSQL with pg_dump "
+                "(pg_dump --format=custom DBNAME > store.dump)"
+            )
+        out = Path(target).expanduser()
+        if out.exists():
+            raise ClrecError(f"{out}: exists; choose a new file for the backup")
+        problems = self.check()
+        if problems:
+            raise StoreError(f"the store is damaged ({problems[0]}); not backing it up")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors("backing up the store"), self.engine.connect() as conn:
+            source = conn.connection.dbapi_connection
+            assert isinstance(source, sqlite3.Connection)
+            with sqlite3.connect(out) as copy:
+                source.backup(copy)
+            copy.close()
+        return out
 
     def sqlite_pragma(self, name: str) -> str:
         """A SQLite PRAGMA's value as text (for checks: ``journal_mode``, ``synchronous``)."""

@@ -11,7 +11,8 @@ Tables::
     events     id (autoincrement), user, item, kind, value, ts
     items      id (external item id), content (JSON), vector (float32 bytes), dim,
                artifact_key, revision, updated
-    counters   name, value: the schema version and the write sequences (see :func:`bump`)
+    counters   name, value: the schema version, the store's identity and the write sequences
+               (see :func:`bump`)
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
-# Rows of ``counters``: the schema version, then one write sequence per kind of write.
-COUNTERS = ("schema", "events", "items", "keys")
+# Rows of ``counters``: the schema version, the store's identity (a random number drawn when
+# the tables are created: a replaced or emptied database has another one), then one write
+# sequence per kind of write.
+COUNTERS = ("schema", "identity", "events", "items", "keys")
 
 
 class StoreError(ClrecError):
