@@ -71,6 +71,9 @@ def check_command(
         str | None, typer.Option(help="Item id column of the content file (default: inferred).")
     ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of the files.")] = "utf-8",
+    time_unit: Annotated[
+        str, typer.Option(help="Unit of numeric timestamps: auto | s | ms | us | ns.")
+    ] = "auto",
 ) -> None:
     """Validate a data file or folder; print the first problem and exit 1, or a summary."""
     from clrec.data.describe import describe
@@ -97,6 +100,7 @@ def check_command(
             item_content=item_content,
             item_id=item_id,
             encoding=encoding,
+            time_unit=time_unit,
         )
         dataset = read_generic(source)
     summary = describe(dataset)

@@ -16,6 +16,19 @@ import pandas as pd
 from clrec.errors import DataError
 
 DuplicatePolicy = Literal["reject", "keep_last", "aggregate"]
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+
+MAX_ID_LENGTH = 256
+"""The longest id the service can address (its API's limit); readers refuse longer ones."""
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+"""Characters no id may hold (NUL included): invisible, and refused by some databases."""
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""The API's id rule, the same as the readers'."""
+_SECONDS_PER = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+# The largest magnitude read as each unit when the unit is detected: seconds until the year
+# 5138, milliseconds until 5138, ...; a column's median decides.
+_UNIT_BOUNDS: tuple[tuple[TimeUnit, float], ...] = (("s", 1e11), ("ms", 1e14), ("us", 1e17))
+_INT64_MAX = float(np.iinfo(np.int64).max)
 
 
 def _first_bad_row(mask: pd.Series | np.ndarray) -> int:
@@ -39,11 +52,42 @@ def require_columns(
 
 
 def parse_ids(series: pd.Series, *, column: str, file: str | Path | None) -> pd.Series:
-    """Ids as stripped strings; an empty id is an error."""
+    """Ids as stripped strings, by the one id rule the service's API applies too: not
+    empty, at most :data:`MAX_ID_LENGTH` characters, no control character (NUL included).
+    A float column whose values are whole numbers gives ``"1"``, not ``"1.0"``; a float
+    column with fractions is not an id column."""
+    if pd.api.types.is_float_dtype(series.dtype):
+        numbers = series.astype("float64")
+        fractional = numbers.notna() & (numbers != np.round(numbers))
+        if fractional.any():
+            row = _first_bad_row(fractional)
+            raise DataError(
+                f"{column!r} holds a fractional number {float(numbers.iloc[row - 1])}, not an id",
+                file=file,
+                row=row,
+            )
+        series = numbers.astype("Int64")
     values = series.astype("string").str.strip()
     missing = values.isna() | (values == "")
     if missing.any():
         raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
+    too_long = values.str.len() > MAX_ID_LENGTH
+    if too_long.any():
+        row = _first_bad_row(too_long)
+        raise DataError(
+            f"{column!r} value of {len(values.iloc[row - 1]):,} characters is longer than "
+            f"{MAX_ID_LENGTH}, the longest id the service can address",
+            file=file,
+            row=row,
+        )
+    control = values.str.contains(CONTROL_CHARACTERS, regex=True)
+    if control.any():
+        row = _first_bad_row(control)
+        raise DataError(
+            f"{column!r} value {values.iloc[row - 1]!r} holds a control character",
+            file=file,
+            row=row,
+        )
     return values
 
 
@@ -62,7 +106,9 @@ def parse_numbers(
     if missing.any():
         raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
     numbers = pd.to_numeric(text, errors="coerce")
-    bad = numbers.isna() | ~np.isfinite(numbers.astype("float64").fillna(0.0))
+    with np.errstate(over="ignore"):  # 1e308 as float32 is inf: caught just below
+        typed = numbers.astype("float64").fillna(0.0).astype(dtype)
+    bad = numbers.isna() | ~np.isfinite(typed)
     if bad.any():
         row = _first_bad_row(bad)
         raise DataError(
@@ -100,20 +146,38 @@ def parse_labels(series: pd.Series, *, column: str, file: str | Path | None) -> 
     return text.astype("float64").astype("int8")
 
 
-def parse_timestamps(series: pd.Series, *, column: str, file: str | Path | None) -> pd.Series:
-    """Unix seconds (int64) from integer seconds or ISO-8601 date-times (naive = UTC)."""
+def parse_timestamps(
+    series: pd.Series, *, column: str, file: str | Path | None, unit: TimeUnit = "auto"
+) -> pd.Series:
+    """Unix seconds (int64) from Unix times or ISO-8601 date-times (naive = UTC).
+
+    Numbers are in ``unit``; ``auto`` reads the column's median magnitude: below 1e11
+    seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds (a
+    millisecond log read as seconds would put every event tens of thousands of years
+    ahead). Values beyond int64 are refused, never wrapped."""
     text = series.astype("string").str.strip()
     missing = text.isna() | (text == "")
     if missing.any():
         raise DataError(f"empty {column!r}", file=file, row=_first_bad_row(missing))
-    numeric = pd.to_numeric(text, errors="coerce")
+    numeric = pd.to_numeric(text, errors="coerce").astype("float64")
     negative = numeric < 0
     if negative.any():
         row = _first_bad_row(negative)
         raise DataError(
             f"{column!r} value {text.iloc[row - 1]!r} is a negative Unix time", file=file, row=row
         )
-    seconds = numeric.astype("float64").round()
+    beyond = ~np.isfinite(numeric.fillna(0.0)) | (numeric >= _INT64_MAX)
+    if beyond.any():
+        row = _first_bad_row(beyond)
+        raise DataError(
+            f"{column!r} value {text.iloc[row - 1]!r} is beyond a 64-bit Unix time",
+            file=file,
+            row=row,
+        )
+    if unit == "auto":
+        median = float(numeric.median()) if numeric.notna().any() else 0.0
+        unit = next((name for name, bound in _UNIT_BOUNDS if median < bound), "ns")
+    seconds = (numeric / _SECONDS_PER[unit]).round()
     if numeric.isna().any():
         parsed = pd.to_datetime(
             text.where(numeric.isna()), errors="coerce", utc=True, format="ISO8601"
@@ -122,7 +186,7 @@ def parse_timestamps(series: pd.Series, *, column: str, file: str | Path | None)
         if bad.any():
             row = _first_bad_row(bad)
             raise DataError(
-                f"{column!r} value {text.iloc[row - 1]!r} is neither Unix seconds nor an "
+                f"{column!r} value {text.iloc[row - 1]!r} is neither a Unix time nor an "
                 "ISO-8601 date-time",
                 file=file,
                 row=row,

@@ -8,9 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.state import Scored
 
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+]
+"""A user or item id: the readers' rule (:mod:`clrec.data.validation`): 1 to 256
+characters, no control character (NUL included); anything else is a 422 on every store."""
 
 DEFAULT_K = 10
 """The number of results a read route returns when the request gives no ``k`` (at most the

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,7 @@ from clrec.data.readers.generic import (
     read_table,
     source_from_options,
 )
+from clrec.data.validation import parse_ids
 from clrec.errors import ClrecError, DataError
 
 ROWS = [
@@ -55,14 +58,46 @@ def _write(tmp_path: Path, kind: str) -> Path:
     elif kind == "json":
         path = tmp_path / "log.json"
         path.write_text(json.dumps(ROWS, indent=1))
+    elif kind == "cr-only":  # old Mac newlines
+        path = tmp_path / "log.csv"
+        path.write_bytes(frame.to_csv(index=False).replace("\n", "\r").encode())
+    elif kind == "crlf":
+        path = tmp_path / "log.csv"
+        path.write_bytes(frame.to_csv(index=False).replace("\n", "\r\n").encode())
+    elif kind == "gzip-named-csv":  # compressed, without the .gz suffix
+        path = tmp_path / "log.csv"
+        path.write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    elif kind == "bz2":
+        path = tmp_path / "log.csv"
+        path.write_bytes(bz2.compress(frame.to_csv(index=False).encode()))
+    elif kind == "latin1-gzip":  # another encoding, compressed, without the suffix
+        path = tmp_path / "log.csv"
+        path.write_bytes(gzip.compress(frame.to_csv(index=False).encode("latin-1")))
     else:  # pragma: no cover - test table typo
         raise AssertionError(kind)
     return path
 
 
-@pytest.mark.parametrize("kind", ["csv", "tsv", "dat", "csv.gz", "parquet", "jsonl", "json"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "csv",
+        "tsv",
+        "dat",
+        "csv.gz",
+        "parquet",
+        "jsonl",
+        "json",
+        "cr-only",
+        "crlf",
+        "gzip-named-csv",
+        "bz2",
+        "latin1-gzip",
+    ],
+)
 def test_every_format_reads_the_same_interactions(tmp_path: Path, kind: str) -> None:
-    dataset = read_generic(GenericSource(_write(tmp_path, kind)))
+    encoding = "latin-1" if kind.startswith("latin1") else "utf-8"
+    dataset = read_generic(GenericSource(_write(tmp_path, kind), encoding=encoding))
     assert dataset.name == "log"
     assert dataset.users["id"].tolist() == ["u1", "u2"]
     assert dataset.items["id"].tolist() == ["i1", "i2"]
@@ -260,3 +295,81 @@ def test_source_from_options() -> None:
         source_from_options("x.csv", duplicates="first")
     with pytest.raises(ClrecError, match="minimum is above"):
         source_from_options("x.csv", rating_range=(5.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("stamps", "unit", "expected"),
+    [
+        (
+            [1_500_000_000_123, 1_500_000_100_456, 1_500_000_200_999],
+            "auto",
+            [1_500_000_000, 1_500_000_100, 1_500_000_201],
+        ),
+        (
+            [1_500_000_000_000_000, 1_500_000_100_000_000, 1_500_000_200_000_000],
+            "auto",
+            [1_500_000_000, 1_500_000_100, 1_500_000_200],
+        ),
+        (
+            [1_500_000_000, 1_500_000_100, 1_500_000_200],
+            "auto",
+            [1_500_000_000, 1_500_000_100, 1_500_000_200],
+        ),
+        ([1_500_000_000, 1_500_000_100, 1_500_000_200], "ms", [1_500_000, 1_500_000, 1_500_000]),
+    ],
+    ids=["milliseconds", "microseconds", "seconds", "explicit-ms"],
+)
+def test_timestamp_units_are_detected_or_given(
+    tmp_path: Path, stamps: list[int], unit: str, expected: list[int]
+) -> None:
+    frame = _expected().assign(ts=stamps)
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    source = source_from_options(path, timestamp="ts", time_unit=unit)
+    assert read_generic(source).interactions["timestamp"].tolist() == expected
+    with pytest.raises(ClrecError, match="time unit 'hours'"):
+        source_from_options(path, time_unit="hours")
+
+
+def test_float_id_columns_read_as_whole_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "log.parquet"
+    frame = pd.DataFrame({"user": [1.0, 10.0, 2.0], "item": [3.0, 3.0, 4.0]})
+    frame.to_parquet(path, index=False)
+    dataset = read_generic(GenericSource(path))
+    assert sorted(dataset.users["id"]) == ["1", "10", "2"]
+    assert sorted(dataset.items["id"]) == ["3", "4"]
+    whole = parse_ids(pd.Series([1.0, 10.0]), column="user", file=None)
+    assert whole.tolist() == ["1", "10"]  # a typed float column, given to the rule directly
+    with pytest.raises(DataError, match=r"fractional number 1\.5"):
+        parse_ids(pd.Series([1.0, 1.5]), column="user", file=None)
+
+
+def test_a_line_too_long_is_refused_before_parsing(tmp_path: Path) -> None:
+    from clrec.data import files
+
+    path = tmp_path / "log.csv"
+    path.write_text("user,item\nu1,i1\nu2," + "x" * 5000 + "\nu3,i3\n")
+    with pytest.raises(DataError) as info:
+        files.check_line_lengths(path.read_bytes(), path, limit=1000)
+    assert "line 3" in str(info.value) and "longer than 1,000 bytes" in str(info.value)
+    files.check_line_lengths(path.read_bytes(), path, limit=6000)  # within the limit
+    cr_only = path.read_bytes().replace(b"\n", b"\r")
+    with pytest.raises(DataError) as info:
+        files.check_line_lengths(cr_only, path, limit=1000)
+    assert "line 3" in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_what_is_not_a_regular_file_is_named(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="found a FIFO"):
+        read_generic(GenericSource(fifo))
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match="symlink loop"):
+        read_generic(GenericSource(loop))
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match="found a folder"):
+        read_generic(GenericSource(folder))

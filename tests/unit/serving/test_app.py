@@ -830,3 +830,34 @@ def test_nothing_loads_before_start_up(tmp_path: Path) -> None:
     assert client.get("/readyz").status_code == 503  # no lifespan run: still starting
     with pytest.raises(ClrecError, match="not a clrec artifact"), client:
         pass
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_id_outside_the_id_rule_is_a_422_on_every_store(
+    make_service: ServiceFactory,
+    artifact: Artifact,
+    cold: list[str],
+    database: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A NUL byte (PostgreSQL refuses it: it was a 503 'database unavailable' there), another
+    control character or an id over 256 characters is the client's error on both stores, and
+    nothing reaches the database."""
+    overrides: dict[str, Any] = {}
+    if database == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    service = make_service(data=f"ids-{database}", **overrides)
+    before = service.store.counts()
+    for bad in ("u\x00x", "u\x1bx", "u" * 257):
+        answer = service.post("/v1/events", [{"user": bad, "item": "m1", "kind": "click"}])
+        assert answer.status_code == 422, answer.text
+        answer = service.post("/v1/events", [{"user": "u1", "item": bad, "kind": "click"}])
+        assert answer.status_code == 422, answer.text
+    for path in ("/v1/users/u%00x/recommendations", "/v1/items/m%00x/similar"):
+        assert service.get(path).status_code == 422
+    fields = _twin(artifact, cold[0], "Nul")
+    assert service.put("/v1/items/a%00b", fields).status_code == 422
+    assert service.store.counts() == before
+    # the same ids within the rule are accepted
+    answer = service.post("/v1/events", [{"user": "u x é", "item": "m1", "kind": "click"}])
+    assert answer.status_code == 200, answer.text

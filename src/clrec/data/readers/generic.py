@@ -27,6 +27,7 @@ from clrec.data.readers.table_files import SUPPORTED_EXTENSIONS, read_table
 from clrec.data.schema import Dataset, FieldKind, UnknownPolicy
 from clrec.data.validation import (
     DuplicatePolicy,
+    TimeUnit,
     parse_ids,
     parse_labels,
     parse_numbers,
@@ -73,7 +74,8 @@ class GenericSource:
     from the extension when ``None`` (``.csv`` comma, ``.tsv`` tab, ``.txt`` / ``.dat``
     sniffed from the header). ``rating_range`` = inclusive ``(low, high)`` bounds, either
     may be ``None``. ``unknown_content``: what to do with content rows for ids that have no
-    interactions (``error`` names the first such row).
+    interactions (``error`` names the first such row). ``time_unit``: of numeric timestamps
+    (``auto``: from their magnitude, see :func:`~clrec.data.validation.parse_timestamps`).
     """
 
     path: str | Path
@@ -86,6 +88,7 @@ class GenericSource:
     user_content: ContentSource | None = None
     unknown_content: UnknownPolicy = "error"
     name: str | None = None
+    time_unit: TimeUnit = "auto"
 
 
 # ---------------------------------------------------------------------------- content
@@ -184,7 +187,7 @@ def read_generic(source: GenericSource) -> Dataset:
         columns["label"] = parse_labels(table[roles["label"]], column=roles["label"], file=path)
     if "timestamp" in roles:
         columns["timestamp"] = parse_timestamps(
-            table[roles["timestamp"]], column=roles["timestamp"], file=path
+            table[roles["timestamp"]], column=roles["timestamp"], file=path, unit=source.time_unit
         )
     if "event" in roles:
         events = table[roles["event"]].str.strip()
@@ -230,6 +233,7 @@ def source_from_options(
     user_id: str | None = None,
     encoding: str = "utf-8",
     unknown_content: str = "error",
+    time_unit: str = "auto",
 ) -> GenericSource:
     """A :class:`GenericSource` from flat (CLI-style) options; absent columns are inferred.
 
@@ -239,6 +243,8 @@ def source_from_options(
         raise ClrecError(
             f"duplicate policy {duplicates!r}; choose one of {', '.join(get_args(DuplicatePolicy))}"
         )
+    if time_unit not in get_args(TimeUnit):
+        raise ClrecError(f"time unit {time_unit!r}; choose one of {', '.join(get_args(TimeUnit))}")
     if unknown_content not in get_args(UnknownPolicy):
         raise ClrecError(
             f"unknown-content policy {unknown_content!r}; choose one of "
@@ -280,4 +286,5 @@ def source_from_options(
             else None
         ),
         unknown_content=cast(UnknownPolicy, unknown_content),
+        time_unit=cast(TimeUnit, time_unit),
     )

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 
+from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import MetricsDep, StateDep, requested_k, service_state
 from clrec.serving.schemas import (
     DEFAULT_K,
@@ -28,7 +29,7 @@ router = APIRouter(tags=["items"])
 )
 async def similar_items(
     request: Request,
-    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     k: Annotated[int, Query(ge=1, description="number of results, 1 to max_k")] = DEFAULT_K,
 ) -> Response:
     """The k items most similar to ``item_id`` by the model's item vectors."""
@@ -50,7 +51,7 @@ def put_item(
     state: StateDep,
     metrics: MetricsDep,
     response: Response,
-    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     content: Annotated[
         dict[str, str | int | float | None],
         Body(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import SettingsDep, StateDep, k_error, requested_k, service_state
 from clrec.serving.schemas import (
     PROTECTED,
@@ -31,7 +32,7 @@ router = APIRouter(tags=["recommendations"])
 )
 async def user_recommendations(
     request: Request,
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     params: Annotated[UserParams, Query()],
 ) -> Response:
     """Top k for a known user (trained, or known by recorded events); 404 otherwise:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import StateDep
 from clrec.serving.schemas import PROTECTED, HistoryItem, UserHistory, UserList, error_responses
 
@@ -31,7 +32,7 @@ def find_users(
 )
 def user_history(
     state: StateDep,
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     limit: Limit = 50,
 ) -> UserHistory:
     """The items a known user interacted with: recorded events first, then the run's own
