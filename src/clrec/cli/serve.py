@@ -83,6 +83,19 @@ def serve_command(
             "database (0: never — a lone process).",
         ),
     ] = 1.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds a client has to send a request's headers before it is cut off."
+        ),
+    ] = 10.0,
+    keep_alive: Annotated[
+        int, typer.Option(min=1, help="Seconds an idle keep-alive connection stays open.")
+    ] = 5,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(min=1, help="Connections and requests at once per worker; beyond it: 503."),
+    ] = 1000,
     new_store: Annotated[
         bool,
         typer.Option(
@@ -100,6 +113,7 @@ def serve_command(
         from clrec.serving.app import SETTINGS_ENV
     except ModuleNotFoundError as err:
         raise ClrecError(f"clrec serve needs {err.name}: pip install 'clrec[serve]'") from None
+    from clrec.serving.protocol import HeaderDeadlineProtocol
     from clrec.serving.store import Store
     from clrec.serving.store_guard import guard_store
 
@@ -119,6 +133,7 @@ def serve_command(
         log_level=log_level,
         sync_interval_s=sync_interval or None,
         new_store=new_store,
+        header_timeout_s=header_timeout,
     )
     store = Store(settings.db_url)  # the tables exist before any worker starts
     try:  # one clear refusal of a damaged or foreign store, before any worker starts
@@ -140,6 +155,9 @@ def serve_command(
         port=port,
         workers=workers,
         access_log=False,  # the service logs each request itself, without ids or queries
+        http=HeaderDeadlineProtocol,
+        timeout_keep_alive=keep_alive,
+        limit_concurrency=limit_concurrency,
         log_config=log_config,
         log_level=settings.log_level.lower(),
     )

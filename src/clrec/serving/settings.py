@@ -36,6 +36,9 @@ class ServiceSettings(BaseModel):
       (``postgresql+psycopg://...``); the store uses portable SQL only.
     * ``index``: the item index (exact or HNSW). Its metric must be ``dot``: artifact vectors
       are already in the model's scoring space (normalised for cosine models).
+    * ``header_timeout_s``: a connection whose request headers are not complete this long
+      after it opened (or after its previous response) is closed
+      (:mod:`clrec.serving.protocol`: slow clients cannot hold connections open).
     * ``new_store``: accept a store other than the one ``data_dir`` recorded (an emptied,
       replaced or moved database: :mod:`clrec.serving.store_guard`), starting over on it;
       without it such a store is refused.
@@ -80,6 +83,7 @@ class ServiceSettings(BaseModel):
     max_events: int = Field(default=1000, ge=1)
     rate_limit_per_s: float = Field(default=50.0, ge=0.0)
     rate_limit_burst: int = Field(default=100, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0)
     auth_required: bool = True
     key_cache_s: float = Field(default=1.0, ge=0.0)
     sync_interval_s: float | None = Field(default=1.0, ge=0.0)

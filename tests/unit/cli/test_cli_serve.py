@@ -95,6 +95,12 @@ def test_serve_starts_the_service_on_the_artifact(
     [(target, options, settings)] = calls
     assert target == "clrec.serving.app:create_app_from_env" and options["factory"] is True
     assert (options["host"], options["port"], options["workers"]) == ("127.0.0.1", 8123, 1)
+    # hostile clients: a header deadline, keep-alive and a concurrency limit, safe by default
+    from clrec.serving.protocol import HeaderDeadlineProtocol
+
+    assert options["http"] is HeaderDeadlineProtocol
+    assert (options["timeout_keep_alive"], options["limit_concurrency"]) == (5, 1000)
+    assert json.loads(settings)["header_timeout_s"] == 10.0
     assert json.loads(settings)["max_k"] == 5
     assert json.loads(settings)["realtime_users"] is True
     frozen = runner.invoke(app, [*args, "--frozen"])
