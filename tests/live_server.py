@@ -86,10 +86,15 @@ class Server:
         raise AssertionError(f"the server was not ready in time:\n{self.log.read_text()}")
 
     def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **(extra or {})}
         if token is not None:
             headers["X-API-Key"] = token
         request = urllib.request.Request(

@@ -128,10 +128,14 @@ def test_acknowledged_writes_survive_kill_9(
         "POST", "/v1/recommendations", {"profile_text": PROFILE_TEXT}, token
     )
     assert status == 200
+    keyed = [{"user": "u5", "item": "m2", "kind": "click"}]
+    retry = {"Idempotency-Key": "retry-0001"}
+    status, body = first.request("POST", "/v1/events", keyed, token, retry)
+    assert (status, body) == (200, {"recorded": 1})
     first.kill_hard()  # straight after the acknowledgements
 
     store = Store(db_url)
-    assert store.counts() == {"api_keys": 1, "events": 3, "items": 1}
+    assert store.counts() == {"api_keys": 1, "events": 4, "items": 1}
     store.close()
 
     second = Server(artifact, db_url, log)
@@ -149,7 +153,13 @@ def test_acknowledged_writes_survive_kill_9(
     assert body["items"][0]["title"] == late["title"]
     status, body = second.request("GET", "/v1/items/late/similar?k=2", token=token)
     assert status == 200 and len(body["items"]) == 2
+    # the client never saw the answer and retries: answered the same, stored once
+    status, body = second.request("POST", "/v1/events", keyed, token, retry)
+    assert (status, body) == (200, {"recorded": 1})
     second.stop()
+    store = Store(db_url)
+    assert store.counts()["events"] == 4
+    store.close()
 
     text = log.read_text()
     assert "store replayed: items=1, reembedded_items=0" in text

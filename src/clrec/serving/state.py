@@ -52,7 +52,7 @@ from clrec.serving.results import (
     Scored,
 )
 from clrec.serving.settings import ServiceSettings
-from clrec.serving.store import Event, Store, StoredEvent, StoredItem, StoreError
+from clrec.serving.store import Event, Idempotency, Store, StoredEvent, StoredItem, StoreError
 from clrec.serving.users import UserTable
 
 if TYPE_CHECKING:
@@ -423,10 +423,15 @@ class ServiceState:
                 placement = None if for_user is None else self._placement(for_user, row)
                 return PutResult(item_id, created, self.items.titles[row], placement)
 
-    def record_events(self, batch: Sequence[Event]) -> int:
+    def record_events(self, batch: Sequence[Event], idempotency: Idempotency | None = None) -> int:
         """Persist ``batch`` (one transaction, committed before this returns), then add it
         to the users: their recommendations exclude the items and follow them at once.
-        Events naming unknown items are refused whole."""
+        Events naming unknown items are refused whole. A retry under a stored
+        ``idempotency`` key writes nothing and returns the first answer's count."""
+        if idempotency is not None:
+            answered = self.store.answered(idempotency)
+            if answered is not None:
+                return int(answered["recorded"])  # type: ignore[call-overload]
         unknown = sorted({e.item for e in batch if e.item not in self.items.row})
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:5])
@@ -435,7 +440,7 @@ class ServiceState:
                 f"unknown item(s) {shown}{more}: add an item with PUT /v1/items/{{item_id}} "
                 "before recording events for it; nothing was recorded"
             )
-        written = self.store.record_events(batch)
+        written = self.store.record_events(batch, idempotency)
         with self._lock:
             for event in batch:
                 self.users.record(event.user, self.items.row[event.item])

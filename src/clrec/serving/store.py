@@ -44,6 +44,7 @@ from clrec.serving.store_schema import (
     bump,
     counters,
     events,
+    idempotency_keys,
     items,
     make_engine,
     metadata,
@@ -92,6 +93,23 @@ class Event:
     kind: str
     value: float | None = None
     ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's ``Idempotency-Key`` for one route and the request's fingerprint."""
+
+    key: str
+    route: str
+    fingerprint: str
+
+
+class IdempotencyConflictError(ClrecError):
+    """The key was used before for a different request (the service answers 422)."""
+
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+"""How long a key is remembered; older ones are forgotten at the next keyed write."""
 
 
 @dataclass(frozen=True)
@@ -335,9 +353,34 @@ class Store:
         return [_key(r) for r in rows]
 
     # ------------------------------------------------------------------ events
-    def record_events(self, batch: Sequence[Event]) -> int:
+    def answered(self, idempotency: Idempotency) -> dict[str, object] | None:
+        """The answer stored for ``idempotency``'s key (None: a new key); a key used for a
+        different request raises :class:`IdempotencyConflictError`."""
+        table = idempotency_keys
+        query = sa.select(table.c.fingerprint, table.c.answer).where(
+            (table.c.key == idempotency.key) & (table.c.route == idempotency.route)
+        )
+        with self._errors("reading an idempotency key"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        if row.fingerprint != idempotency.fingerprint:
+            raise IdempotencyConflictError(
+                "this Idempotency-Key was used for a different request; use a new key for a "
+                "new request"
+            )
+        return dict(row.answer)
+
+    def record_events(self, batch: Sequence[Event], idempotency: Idempotency | None = None) -> int:
         """Write ``batch`` in one transaction; returns after the commit (durable on SQLite
-        with ``synchronous=FULL``). All or nothing. Returns the number written."""
+        with ``synchronous=FULL``). All or nothing. Returns the number written. With
+        ``idempotency`` the key and the answer are stored in the same transaction, and a
+        key already stored (a retry, possibly racing its twin) writes nothing and returns
+        the first answer's count."""
+        if idempotency is not None:
+            stored = self.answered(idempotency)
+            if stored is not None:
+                return int(stored["recorded"])  # type: ignore[call-overload]
         if not batch:
             return 0
         now = time.time()
@@ -354,9 +397,21 @@ class Store:
                     "ts": now if event.ts is None else float(event.ts),
                 }
             )
-        with self._errors("recording events"), self.engine.begin() as conn:
-            bump(conn, "events", len(rows))
-            conn.execute(sa.insert(events), rows)
+        raced = False
+        with self._errors("recording events"):
+            try:
+                with self.engine.begin() as conn:
+                    bump(conn, "events", len(rows))
+                    conn.execute(sa.insert(events), rows)
+                    if idempotency is not None:
+                        _remember(conn, idempotency, {"recorded": len(rows)}, now)
+            except IntegrityError:
+                if idempotency is None:
+                    raise
+                raced = True  # the twin of this retry committed first: nothing was written
+        if raced:
+            assert idempotency is not None
+            return self.record_events(batch, idempotency)
         return len(rows)
 
     def load_events(self, after_id: int = 0) -> list[StoredEvent]:
@@ -468,6 +523,23 @@ class Store:
             raise StoreError(f"database error while {what}: {reason}") from None
 
 
+def _remember(
+    conn: sa.Connection, idempotency: Idempotency, answer: dict[str, object], now: float
+) -> None:
+    """Store the key and its answer; forget keys older than :data:`IDEMPOTENCY_TTL_S`."""
+    table = idempotency_keys
+    conn.execute(sa.delete(table).where(table.c.created < now - IDEMPOTENCY_TTL_S))
+    conn.execute(
+        sa.insert(table).values(
+            key=idempotency.key,
+            route=idempotency.route,
+            fingerprint=idempotency.fingerprint,
+            answer=answer,
+            created=now,
+        )
+    )
+
+
 def _key(row: RowMapping) -> ApiKey:
     return ApiKey(
         id=int(row["id"]),
@@ -484,6 +556,8 @@ __all__ = [
     "SCOPES",
     "ApiKey",
     "Event",
+    "Idempotency",
+    "IdempotencyConflictError",
     "NewKey",
     "Store",
     "StoreError",

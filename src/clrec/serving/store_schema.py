@@ -11,6 +11,7 @@ Tables::
     events     id (autoincrement), user, item, kind, value, ts
     items      id (external item id), content (JSON), vector (float32 bytes), dim,
                artifact_key, revision, updated
+    idempotency_keys  key, route, fingerprint (of the request), answer (JSON), created
     counters   name, value: the schema version, the store's identity and the write sequences
                (see :func:`bump`)
 """
@@ -71,6 +72,20 @@ items = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),
     sa.Index("ix_items_revision", "revision"),
+)
+
+# A client's Idempotency-Key and the answer its first request got: a retry (the same key and
+# request) is answered the same and writes nothing again. Written in the write's own
+# transaction, so a write and its key are both stored or neither.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("route", sa.String(32), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("answer", sa.JSON, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("ix_idempotency_created", "created"),
 )
 
 counters = sa.Table(

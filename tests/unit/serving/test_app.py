@@ -861,3 +861,45 @@ def test_an_id_outside_the_id_rule_is_a_422_on_every_store(
     # the same ids within the rule are accepted
     answer = service.post("/v1/events", [{"user": "u x é", "item": "m1", "kind": "click"}])
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_retried_event_batch_with_its_key_is_stored_once(
+    make_service: ServiceFactory, database: str, request: pytest.FixtureRequest
+) -> None:
+    overrides: dict[str, Any] = {}
+    if database == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    service = make_service(data=f"idem-{database}", **overrides)
+    batch = [
+        {"user": "u3", "item": "m1", "kind": "click"},
+        {"user": "u9", "item": "m2", "kind": "view"},
+    ]
+    headers = {"X-API-Key": service.token, "Idempotency-Key": "batch-0001"}
+
+    def post(body: Any, key_headers: dict[str, str]) -> Any:
+        return service.client.post("/v1/events", json=body, headers=key_headers)
+
+    first = post(batch, headers)
+    assert (first.status_code, first.json()) == (200, {"recorded": 2})
+    stored = service.store.counts()["events"]
+    for _ in range(3):  # retries: the same answer, nothing written again
+        again = post(batch, headers)
+        assert (again.status_code, again.json()) == (200, {"recorded": 2})
+    assert service.store.counts()["events"] == stored
+    # another worker (a fresh process over the same store) answers the retry the same way
+    other = make_service(data=f"idem-{database}", **overrides)
+    replay = other.client.post(
+        "/v1/events", json=batch, headers={**headers, "X-API-Key": other.token}
+    )
+    assert (replay.status_code, replay.json()) == (200, {"recorded": 2})
+    assert other.store.counts()["events"] == stored
+    # the same key for another batch is the client's mistake
+    changed = post([{"user": "u3", "item": "m3", "kind": "click"}], headers)
+    assert changed.status_code == 422 and "different request" in changed.json()["detail"]
+    # without a key, or with a new key, a batch is recorded
+    assert post(batch, {"X-API-Key": service.token}).json() == {"recorded": 2}
+    assert post(batch, {**headers, "Idempotency-Key": "batch-0002"}).json() == {"recorded": 2}
+    assert service.store.counts()["events"] == stored + 4
+    bad = post(batch, {**headers, "Idempotency-Key": "with space"})
+    assert bad.status_code == 422

@@ -1,12 +1,15 @@
 """Events: recording users' interactions."""
 
+import hashlib
+import json
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Header, HTTPException
 
 from clrec.serving.deps import MetricsDep, SettingsDep, StateDep
 from clrec.serving.schemas import PROTECTED, WITH_BODY, EventIn, EventsRecorded, error_responses
-from clrec.serving.store import Event
+from clrec.serving.store import Event, Idempotency
 
 router = APIRouter(tags=["events"])
 
@@ -17,10 +20,25 @@ router = APIRouter(tags=["events"])
     responses=error_responses(*PROTECTED, *WITH_BODY),
 )
 def post_events(
-    state: StateDep, settings: SettingsDep, metrics: MetricsDep, events: list[EventIn]
+    state: StateDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    events: list[EventIn],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=128,
+            pattern=r"^[\x21-\x7e]+$",
+            description="a key of the client's choice (e.g. a UUID) that makes a retry safe: "
+            "the same key with the same batch within 24 h is answered the same and records "
+            "nothing again; with another batch it is a 422",
+        ),
+    ] = None,
 ) -> EventsRecorded:
     """Record interactions; answers only after the database committed them. Items must
-    be known (artifact or PUT /v1/items); a batch naming an unknown one is refused."""
+    be known (artifact or PUT /v1/items); a batch naming an unknown one is refused. With an
+    ``Idempotency-Key`` a retried batch is stored once."""
     if len(events) > settings.max_events:
         raise HTTPException(
             422, f"at most {settings.max_events} events per request, got {len(events)}"
@@ -28,7 +46,12 @@ def post_events(
     batch = [
         Event(user=e.user, item=e.item, kind=e.kind, value=e.value, ts=_epoch(e.ts)) for e in events
     ]
-    written = state.record_events(batch)
+    idempotency = None
+    if idempotency_key is not None:
+        body = json.dumps([e.model_dump(mode="json") for e in events], sort_keys=True)
+        fingerprint = hashlib.sha256(body.encode()).hexdigest()
+        idempotency = Idempotency(idempotency_key, "events", fingerprint)
+    written = state.record_events(batch, idempotency)
     metrics.events.inc(written)
     return EventsRecorded(recorded=written)
 
