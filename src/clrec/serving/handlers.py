@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clrec.encoders.privacy import PrivacyMasker
 from clrec.errors import ClrecError
+from clrec.serving.encoding import RETRY_AFTER_S, OverloadedError
 from clrec.serving.state import NotFoundError
 from clrec.serving.store import StoreError
 from clrec.serving.text import json_safe, printable
@@ -33,6 +34,7 @@ class ErrorHandlers:
     def install(self, app: FastAPI) -> None:
         """Register every handler on ``app``."""
         app.add_exception_handler(NotFoundError, self.not_found)
+        app.add_exception_handler(OverloadedError, self.overloaded)
         app.add_exception_handler(StoreError, self.store_failed)
         app.add_exception_handler(ClrecError, self.bad_input)
         app.add_exception_handler(StarletteHTTPException, self.http_error)
@@ -49,6 +51,14 @@ class ErrorHandlers:
         self._note(request, str(error))
         logger.error("database failure: %s", self.masker.mask(str(error)))
         return JSONResponse({"detail": "the database is unavailable; retry later"}, 503)
+
+    async def overloaded(self, request: Request, error: Exception) -> JSONResponse:
+        self._note(request, str(error))
+        return JSONResponse(
+            {"detail": printable(str(error))},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     async def bad_input(self, request: Request, error: Exception) -> JSONResponse:
         self._note(request, str(error))

@@ -39,6 +39,9 @@ class ServiceSettings(BaseModel):
     * ``header_timeout_s``: a connection whose request headers are not complete this long
       after it opened (or after its previous response) is closed
       (:mod:`clrec.serving.protocol`: slow clients cannot hold connections open).
+    * ``max_encode_waiting``: requests that may wait for the text encoder (profile texts,
+      items written through the API); one more is answered 503 with ``Retry-After``
+      (:mod:`clrec.serving.encoding`).
     * ``new_store``: accept a store other than the one ``data_dir`` recorded (an emptied,
       replaced or moved database: :mod:`clrec.serving.store_guard`), starting over on it;
       without it such a store is refused.
@@ -84,6 +87,7 @@ class ServiceSettings(BaseModel):
     rate_limit_per_s: float = Field(default=50.0, ge=0.0)
     rate_limit_burst: int = Field(default=100, ge=1)
     header_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+    max_encode_waiting: int = Field(default=8, ge=1, le=10_000)
     auth_required: bool = True
     key_cache_s: float = Field(default=1.0, ge=0.0)
     sync_interval_s: float | None = Field(default=1.0, ge=0.0)

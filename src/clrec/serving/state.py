@@ -42,6 +42,7 @@ import numpy as np
 from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
 from clrec.serving.artifact import Artifact, load_artifact
+from clrec.serving.encoding import OverloadedError, QueuedEncoder
 from clrec.serving.items import INDEX_CACHE_DIR, ItemTable, text_or_none
 from clrec.serving.results import (
     HistoryEntry,
@@ -84,7 +85,7 @@ class ServiceState:
         self.store = store
         self.artifact_key = artifact_key(artifact)
         self._lock = threading.RLock()  # memory: index, tables, histories
-        self._embed_lock = threading.Lock()  # the content encoders
+        self.encoder = QueuedEncoder(artifact, settings.max_encode_waiting)
         self._write_lock = threading.Lock()  # item writes, so database and memory agree
         self._sync_lock = threading.Lock()  # reads of what other processes wrote
         # extra candidates when the model's score re-orders the index's dot products
@@ -498,8 +499,7 @@ class ServiceState:
                 "be added or changed through the API; retrain with a content model (clrec "
                 "with content modalities) to serve new items"
             )
-        with self._embed_lock:
-            return self.artifact.embed_items([dict(content)])[0]
+        return self.encoder.embed_row(content)
 
     def _embed_profile(self, text: str) -> np.ndarray:
         """A profile text's history-space vector ``(D,)``: read as the first text field of
@@ -516,8 +516,9 @@ class ServiceState:
                 "the catalogue has no text field to read a profile_text as; send items instead"
             )
         try:
-            with self._embed_lock:
-                return self.artifact.embed_items([{text_fields[0]: text}])[0]
+            return self.encoder.embed_profile(text_fields[0], text)
+        except OverloadedError:
+            raise
         except ClrecError as error:
             raise ClrecError(
                 f"the profile_text gives no content this model can read ({error}); send "

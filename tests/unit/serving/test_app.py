@@ -903,3 +903,23 @@ def test_a_retried_event_batch_with_its_key_is_stored_once(
     assert service.store.counts()["events"] == stored + 4
     bad = post(batch, {**headers, "Idempotency-Key": "with space"})
     assert bad.status_code == 422
+
+
+def test_a_full_encoder_queue_answers_503_with_retry_after(make_service: ServiceFactory) -> None:
+    """Requests waiting for the text encoder are bounded: one more is told to come back
+    (503 + Retry-After) at once instead of queueing; a profile text already encoded comes
+    from the cache without waiting at all."""
+    service = make_service()
+    encoder = service.state.encoder
+    query = {"profile_text": "films from (1991)", "k": 3}  # read as the title's year tag
+    warm = service.post("/v1/recommendations", query)
+    assert warm.status_code == 200, warm.text
+    encoder.max_waiting = 0  # as if the queue were full
+    full = service.post("/v1/recommendations", {**query, "profile_text": "films from (1992)"})
+    assert full.status_code == 503 and full.headers["Retry-After"] == "1"
+    assert "waiting for the text encoder" in full.json()["detail"]
+    cached = service.post("/v1/recommendations", query)  # the same text: no encoder needed
+    assert cached.status_code == 200 and cached.json() == warm.json()
+    encoder.max_waiting = 8
+    fresh = service.post("/v1/recommendations", {**query, "profile_text": "films from (1992)"})
+    assert fresh.status_code == 200

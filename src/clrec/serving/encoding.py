@@ -1,0 +1,78 @@
+"""The service's content encoder behind a bounded queue: items written through the API and
+cold-start profile texts.
+
+Encoding a text runs the language model (milliseconds to tens of milliseconds on a CPU)
+under one lock, as the encoders are not thread-safe. Without a bound, a burst of profile
+texts piles up behind that lock and every waiting request's latency grows with the queue
+(p50 4.5 s in the issue-20 load test). Here at most ``max_waiting`` callers wait; the next
+one is answered at once with :class:`OverloadedError` (503 with ``Retry-After``), so latency
+stays bounded and the client knows to come back. Profile texts repeat (a landing page's few
+prompts), so their vectors are kept in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+
+from clrec.errors import ClrecError
+from clrec.serving.artifact import Artifact
+
+RETRY_AFTER_S = 1
+"""Seconds a client is asked to wait after an :class:`OverloadedError`."""
+
+
+class OverloadedError(ClrecError):
+    """Too many requests wait for the encoder (the service answers 503 + Retry-After)."""
+
+
+class QueuedEncoder:
+    """:meth:`Artifact.embed_items` for one row at a time, serialised, with at most
+    ``max_waiting`` callers waiting and an LRU cache of ``cache_size`` profile texts."""
+
+    def __init__(self, artifact: Artifact, max_waiting: int = 8, cache_size: int = 1024) -> None:
+        self.artifact = artifact
+        self.max_waiting = max_waiting
+        self.cache_size = cache_size
+        self._lock = threading.Lock()  # the encoders
+        self._gate = threading.Lock()  # the waiting count and the cache
+        self._waiting = 0
+        self._profiles: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def embed_row(self, content: Mapping[str, str | None]) -> np.ndarray:
+        """One item's history-space vector ``(D,)`` from its fields; OverloadedError when
+        ``max_waiting`` callers already wait."""
+        with self._gate:
+            if self._waiting >= self.max_waiting:
+                raise OverloadedError(
+                    f"{self._waiting} requests are waiting for the text encoder; retry in "
+                    f"{RETRY_AFTER_S} s"
+                )
+            self._waiting += 1
+        try:
+            with self._lock:
+                vector: np.ndarray = self.artifact.embed_items([dict(content)])[0]
+                return vector
+        finally:
+            with self._gate:
+                self._waiting -= 1
+
+    def embed_profile(self, field: str, text: str) -> np.ndarray:
+        """A profile text read as the item field ``field``: from the cache, or encoded."""
+        with self._gate:
+            cached = self._profiles.get(text)
+            if cached is not None:
+                self._profiles.move_to_end(text)
+                return cached
+        vector = self.embed_row({field: text})
+        with self._gate:
+            self._profiles[text] = vector
+            while len(self._profiles) > self.cache_size:
+                self._profiles.popitem(last=False)
+        return vector
+
+
+__all__ = ["RETRY_AFTER_S", "OverloadedError", "QueuedEncoder"]
