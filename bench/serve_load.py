@@ -483,8 +483,8 @@ def run_case(
     # runs (data_dir/index-cache); the database starts empty every time
     data_dir = args.work_dir / f"service-{artifact.name}-{index}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in data_dir.glob("service.db*"):
-        stale.unlink()
+    for stale in [*data_dir.glob("service.db*"), data_dir / "store.json"]:
+        stale.unlink(missing_ok=True)  # a fresh store, and the folder's record of the old one
     token: str | None = None
     if args.auth:
         store = Store(default_database_url(data_dir))
@@ -540,7 +540,11 @@ def run_case(
     finally:
         server.stop()
     if not args.keep_data:
-        for stale in [*data_dir.glob("service.db*"), data_dir / "server.log"]:
+        for stale in [
+            *data_dir.glob("service.db*"),
+            data_dir / "store.json",
+            data_dir / "server.log",
+        ]:
             stale.unlink(missing_ok=True)
     recall = report.get("recall@10")
     build = report.get("build_seconds")
