@@ -1,11 +1,12 @@
 """The service's request and response schemas (pydantic), the error statuses each route
 documents, and the hand-built JSON of the hot read routes."""
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Response
+from fastapi import Header, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
@@ -16,6 +17,23 @@ ExternalId = Annotated[
 ]
 """A user or item id: the readers' rule (:mod:`clrec.data.validation`): 1 to 256
 characters, no control character (NUL included); anything else is a 422 on every store."""
+
+IDEMPOTENCY_KEY = Header(
+    min_length=1,
+    max_length=128,
+    pattern=r"^[\x21-\x7e]+$",
+    description="a key of the client's choice (e.g. a UUID) that makes a retry safe: the same "
+    "key with the same request within 24 h is answered the same and writes nothing again; "
+    "with another request it is a 422",
+)
+"""The optional ``Idempotency-Key`` header of the write routes."""
+
+
+def fingerprint(payload: Any) -> str:
+    """SHA-256 of a request's canonical JSON: what a retry under the same key must match."""
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 DEFAULT_K = 10
 """The number of results a read route returns when the request gives no ``k`` (at most the

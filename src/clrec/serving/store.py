@@ -371,6 +371,16 @@ class Store:
             )
         return dict(row.answer)
 
+    def remember(self, idempotency: Idempotency, answer: dict[str, object]) -> None:
+        """Store ``answer`` under the key after a write that is idempotent by itself (an
+        item PUT: repeating it stores the same item); a twin that stored it first wins."""
+        with self._errors("storing an idempotency key"):
+            try:
+                with self.engine.begin() as conn:
+                    _remember(conn, idempotency, answer, time.time())
+            except IntegrityError:
+                pass
+
     def record_events(self, batch: Sequence[Event], idempotency: Idempotency | None = None) -> int:
         """Write ``batch`` in one transaction; returns after the commit (durable on SQLite
         with ``synchronous=FULL``). All or nothing. Returns the number written. With

@@ -923,3 +923,24 @@ def test_a_full_encoder_queue_answers_503_with_retry_after(make_service: Service
     encoder.max_waiting = 8
     fresh = service.post("/v1/recommendations", {**query, "profile_text": "films from (1992)"})
     assert fresh.status_code == 200
+
+
+def test_a_retried_item_put_with_its_key_is_answered_the_same(
+    make_service: ServiceFactory, artifact: Artifact, cold: list[str]
+) -> None:
+    service = make_service(data="idem-items")
+    fields = _twin(artifact, cold[0], "Keyed")
+    headers = {"X-API-Key": service.token, "Idempotency-Key": "put-0001"}
+
+    def put(body: Any, key_headers: dict[str, str]) -> Any:
+        return service.client.put("/v1/items/keyed", json=body, headers=key_headers)
+
+    first = put(fields, headers)
+    assert first.status_code == 201 and first.json()["created"] is True
+    again = put(fields, headers)  # a retry: the first answer, 201 included
+    assert (again.status_code, again.json()) == (201, first.json())
+    plain = put(fields, {"X-API-Key": service.token})  # without the key: an update, 200
+    assert plain.status_code == 200 and plain.json()["created"] is False
+    other = put({**fields, "title": "Other"}, headers)
+    assert other.status_code == 422 and "different request" in other.json()["detail"]
+    assert service.store.counts()["items"] == 1

@@ -1,14 +1,20 @@
 """Events: recording users' interactions."""
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, HTTPException
 
 from clrec.serving.deps import MetricsDep, SettingsDep, StateDep
-from clrec.serving.schemas import PROTECTED, WITH_BODY, EventIn, EventsRecorded, error_responses
+from clrec.serving.schemas import (
+    IDEMPOTENCY_KEY,
+    PROTECTED,
+    WITH_BODY,
+    EventIn,
+    EventsRecorded,
+    error_responses,
+    fingerprint,
+)
 from clrec.serving.store import Event, Idempotency
 
 router = APIRouter(tags=["events"])
@@ -24,17 +30,7 @@ def post_events(
     settings: SettingsDep,
     metrics: MetricsDep,
     events: list[EventIn],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=128,
-            pattern=r"^[\x21-\x7e]+$",
-            description="a key of the client's choice (e.g. a UUID) that makes a retry safe: "
-            "the same key with the same batch within 24 h is answered the same and records "
-            "nothing again; with another batch it is a 422",
-        ),
-    ] = None,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> EventsRecorded:
     """Record interactions; answers only after the database committed them. Items must
     be known (artifact or PUT /v1/items); a batch naming an unknown one is refused. With an
@@ -48,9 +44,8 @@ def post_events(
     ]
     idempotency = None
     if idempotency_key is not None:
-        body = json.dumps([e.model_dump(mode="json") for e in events], sort_keys=True)
-        fingerprint = hashlib.sha256(body.encode()).hexdigest()
-        idempotency = Idempotency(idempotency_key, "events", fingerprint)
+        request = fingerprint([e.model_dump(mode="json") for e in events])
+        idempotency = Idempotency(idempotency_key, "events", request)
     written = state.record_events(batch, idempotency)
     metrics.events.inc(written)
     return EventsRecorded(recorded=written)

@@ -8,15 +8,18 @@ from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import MetricsDep, StateDep, requested_k, service_state
 from clrec.serving.schemas import (
     DEFAULT_K,
+    IDEMPOTENCY_KEY,
     PROTECTED,
     WITH_BODY,
     ItemWritten,
     PlacementOut,
     SimilarItems,
     error_responses,
+    fingerprint,
     json_response,
     scored_json,
 )
+from clrec.serving.store import Idempotency
 from clrec.serving.text import is_text
 
 router = APIRouter(tags=["items"])
@@ -60,9 +63,19 @@ def put_item(
         ),
     ],
     for_user: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> ItemWritten:
     """Add or update an item from its fields: embedded by the model's own encoders,
-    stored, and recommendable when this returns (201 for a new item, 200 otherwise)."""
+    stored, and recommendable when this returns (201 for a new item, 200 otherwise). With
+    an ``Idempotency-Key`` a retry is answered exactly as the first request was."""
+    idempotency = None
+    if idempotency_key is not None:
+        request = fingerprint({"id": item_id, "content": content, "for_user": for_user})
+        idempotency = Idempotency(idempotency_key, "items", request)
+        answered = state.store.answered(idempotency)
+        if answered is not None:
+            response.status_code = int(answered["status"])  # type: ignore[call-overload]
+            return ItemWritten.model_validate(answered["body"])
     fields = {
         str(name): None if value is None else str(value)
         for name, value in content.items()
@@ -78,7 +91,7 @@ def put_item(
     metrics.items_written.inc()
     response.status_code = 201 if result.created else 200
     placement = result.placement
-    return ItemWritten(
+    written = ItemWritten(
         id=result.id,
         created=result.created,
         title=result.title,
@@ -92,6 +105,10 @@ def put_item(
             seen=placement.seen,
         ),
     )
+    if idempotency is not None:
+        answer = {"status": response.status_code, "body": written.model_dump(mode="json")}
+        state.store.remember(idempotency, answer)
+    return written
 
 
 __all__ = ["router"]
