@@ -131,6 +131,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.security = Security(store, settings)
     app.state.service = state
     metrics.index_items.set_function(lambda: float(state.n_items))
+    metrics.ready.set_function(lambda: 1.0 if state.store.ping() else 0.0)
+    metrics.sync_age.set_function(state.sync_age)
+    metrics.sync_failures.set_function(lambda: float(state.sync_failures))
     recall = state.index_report.get("recall@10")
     if recall is not None:
         metrics.index_recall.set(float(recall))

@@ -51,6 +51,21 @@ class ServiceMetrics:
             "recall@10 of the index against exact search, measured at start",
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "clrec_ready",
+            "1 when the service is ready (state loaded, database answering), else 0",
+            registry=self.registry,
+        )
+        self.sync_age = Gauge(
+            "clrec_sync_age_seconds",
+            "Seconds since this process last read what other workers wrote (0: it never needs to)",
+            registry=self.registry,
+        )
+        self.sync_failures = Gauge(
+            "clrec_sync_failures",
+            "Reads of other workers' writes that failed since start",
+            registry=self.registry,
+        )
         self.events = Counter(
             "clrec_events_recorded", "Events committed to the store", registry=self.registry
         )

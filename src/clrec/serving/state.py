@@ -92,7 +92,8 @@ class ServiceState:
         self._margin = settings.rescore_margin if self.model.has_prior else 0
         self._last_event = 0
         self._last_revision = 0
-        self._last_sync = time.monotonic()
+        self._last_sync = self._last_synced_ok = time.monotonic()
+        self.sync_failures = 0
         self.rerank: RerankStage | None = None  # the ranking stage, if loaded
         self.replay_report: dict[str, int] = {
             "items": 0,
@@ -183,8 +184,14 @@ class ServiceState:
                 if len(batch) == _SYNC_BATCH:
                     count += self._apply_events(batch)
             count += self._apply_events(batch)
-            self._last_sync = time.monotonic()
+            self._last_sync = self._last_synced_ok = time.monotonic()
         return {"items": len(stored_items), "events": count}
+
+    def sync_age(self) -> float:
+        """Seconds since the last successful sync (0 for a lone process that never syncs)."""
+        if self.settings.sync_interval_s is None:
+            return 0.0
+        return time.monotonic() - self._last_synced_ok
 
     def sync_due(self) -> bool:
         """Whether ``sync_interval_s`` has passed since the last sync."""
@@ -200,6 +207,7 @@ class ServiceState:
             self.sync()
         except StoreError as error:
             self._last_sync = time.monotonic()  # do not retry on every request
+            self.sync_failures += 1
             logger.warning("store sync failed: %s", error)
 
     def _stored_vector(self, row: StoredItem) -> np.ndarray | None:

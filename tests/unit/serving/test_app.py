@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -744,6 +745,10 @@ def test_metrics(service: Service) -> None:
     assert "nobody" not in text  # templates, never raw paths
     assert "clrec_index_items 40.0" in text
     assert "clrec_index_recall_at_10 1.0" in text
+    # what the alert rules (deploy/prometheus/rules.yml) read
+    assert "clrec_ready 1.0" in text
+    assert "clrec_sync_failures 0.0" in text
+    assert "clrec_sync_age_seconds 0.0" in text  # sync off (sync_interval_s None): a lone process
 
 
 def test_server_errors_are_counted(
@@ -944,3 +949,22 @@ def test_a_retried_item_put_with_its_key_is_answered_the_same(
     other = put({**fields, "title": "Other"}, headers)
     assert other.status_code == 422 and "different request" in other.json()["detail"]
     assert service.store.counts()["items"] == 1
+
+
+def test_a_failing_sync_shows_in_the_metrics(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service(data="sync", sync_interval_s=0.0)
+    state = service.state
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("database error while reading items: gone")
+
+    monkeypatch.setattr(state.store, "load_items", down)
+    before = state.sync_age()
+    time.sleep(0.05)
+    state.maybe_sync()
+    state.maybe_sync()
+    assert state.sync_failures == 2 and state.sync_age() > before
+    text = service.get("/metrics", token=service.reader).text
+    assert "clrec_sync_failures 2.0" in text
