@@ -108,6 +108,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # (settings and state come from request.app.state), so every app can share them; but
     # app.dependency_overrides does not reach them (tests build an app from settings instead).
     app.router.routes.extend(route for router in ROUTERS for route in router.routes)
+    metrics.prepare(app.router.routes)
     app.mount(PAGE_PATH, PageFiles(directory=STATIC_DIR, html=True), name="page")
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app

@@ -73,6 +73,21 @@ class ServiceMetrics:
             "clrec_items_written", "Items added or updated through the API", registry=self.registry
         )
 
+    def prepare(self, routes: list[BaseRoute]) -> None:
+        """Create every route's server-error series at 0: a counter series that first
+        appears at its final value shows no increase to ``rate()``, so a burst of 5xx would
+        stay invisible to the alert rules."""
+        for route in routes:
+            path = getattr(route, "path", None)
+            if not isinstance(path, str) or not path.startswith(("/v1/", "/metrics", "/readyz")):
+                continue
+            for method in sorted(getattr(route, "methods", None) or ()):
+                if method in ("HEAD", "OPTIONS"):
+                    continue
+                for status in ("500", "503"):
+                    self.requests.labels(method, path, status)
+                    self.errors.labels(method, path, status)
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count and time one answered request; a 5xx also counts as an error."""
         code = str(status)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from clrec.serving.deps import MetricsDep
+from clrec.serving.deps import MetricsDep, StateDep
 from clrec.serving.schemas import Health, Readiness, error_responses
 from clrec.serving.state import ServiceState
 
@@ -50,8 +50,10 @@ def readyz(request: Request) -> Any:
     response_class=PlainTextResponse,
     responses=error_responses(401, 403, 429, 503),
 )
-def prometheus_metrics(metrics: MetricsDep) -> Response:
-    """Prometheus metrics of this process (a read key is required)."""
+def prometheus_metrics(metrics: MetricsDep, state: StateDep) -> Response:
+    """Prometheus metrics of this process (a read key is required). A scrape first reads
+    what other workers wrote when that is due, so an idle replica does not look stale."""
+    state.maybe_sync()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
