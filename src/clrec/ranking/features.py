@@ -189,8 +189,8 @@ def user_features(
     recent = history[-tables.recent_items :] if tables.recent_items else history[:0]
     recent = recent[recent < tables.n_items]  # (h,) rows the tables know
     knn_block = _knn_similarity(tables, recent, known, safe)  # (C, 3)
-    text_block = _text_similarity(tables, recent, items, known, safe)  # (C, 3)
-    tag_block = _tag_overlap(tables, recent, items, known, safe)  # (C, 1)
+    text_block = _text_similarity(tables, recent, known, safe)  # (C, 3)
+    tag_block = _tag_overlap(tables, recent, known, safe)  # (C, 1)
     blocks = [retriever_block, item_block, activity, knn_block, text_block, tag_block]
     if click is not None:
         blocks.append(np.asarray(click, dtype=np.float32).reshape(-1, 1))
@@ -214,15 +214,11 @@ def _knn_similarity(
 
 
 def _text_similarity(
-    tables: FeatureTables,
-    recent: np.ndarray,
-    items: np.ndarray,
-    known: np.ndarray,
-    safe: np.ndarray,
+    tables: FeatureTables, recent: np.ndarray, known: np.ndarray, safe: np.ndarray
 ) -> np.ndarray:
     """Mean, max and most-recent cosine ``(C, 3)`` of each candidate with ``recent``."""
-    out = np.full((len(items), 3), np.nan, dtype=np.float32)
-    if tables.text is None or not len(recent) or not len(items):
+    out = np.full((len(safe), 3), np.nan, dtype=np.float32)
+    if tables.text is None or not len(recent) or not len(safe):
         return out
     candidates = tables.text[safe]  # (C, D)
     candidates[~known] = np.nan
@@ -238,16 +234,12 @@ def _text_similarity(
 
 
 def _tag_overlap(
-    tables: FeatureTables,
-    recent: np.ndarray,
-    items: np.ndarray,
-    known: np.ndarray,
-    safe: np.ndarray,
+    tables: FeatureTables, recent: np.ndarray, known: np.ndarray, safe: np.ndarray
 ) -> np.ndarray:
     """Per candidate ``(C, 1)``: the mean over its tags of the share of ``recent`` items
     with that tag (NaN: a candidate without tags, or no tag table)."""
-    out = np.full((len(items), 1), np.nan, dtype=np.float32)
-    if tables.tags is None or not len(items):
+    out = np.full((len(safe), 1), np.nan, dtype=np.float32)
+    if tables.tags is None or not len(safe):
         return out
     profile = (  # (T,) share of the recent items with each tag
         tables.tags[recent].mean(axis=0, dtype=np.float32)
