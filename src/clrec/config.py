@@ -8,25 +8,66 @@ with one clear :class:`ClrecError` naming the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clrec.data.schema import FieldKind
 from clrec.data.splits import SplitConfig
+from clrec.data.validation import DuplicatePolicy, TimeUnit
 from clrec.errors import ClrecError, validation_error
 from clrec.evaluation.evaluator import EvaluationConfig
 
 
-class DataConfig(BaseModel):
-    """Which data set and how to filter it before splitting."""
+class TableConfig(BaseModel):
+    """A content table of one's own (``data.items`` / ``data.users``): its file, its id
+    column (None: the usual names, ``item_id``, ``movieId``, …) and which columns to read as
+    what (``text``, ``category``, ``tags``, ``image``, ``number``; None: every other column,
+    its kind guessed)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "ml-latest-small"  # a known data set name, a saved dataset folder, or a file
+    path: str
+    id: str | None = None
+    fields: dict[str, FieldKind] | None = None
+    sep: str | None = None
+
+
+class DataConfig(BaseModel):
+    """Which data set and how to filter it before splitting.
+
+    ``name``: a known data set, a saved dataset folder, or a file. Your own files instead:
+    ``path`` (the interaction log: CSV / TSV / Parquet / JSON lines, optionally compressed)
+    with ``columns`` (role → column for ``user``, ``item``, ``rating``, ``timestamp``,
+    ``label``, ``event``, ``weight``; the rest are inferred by name), ``items`` / ``users``
+    (content tables), ``sep``, ``encoding``, ``time_unit`` (of numeric timestamps),
+    ``duplicates`` (repeated user–item pairs: ``reject`` / ``keep_last`` / ``aggregate``) and
+    ``unknown_content`` (content rows of ids without interactions: ``keep`` them as
+    catalogue items nobody has interacted with yet, the default; ``drop``; ``error``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "ml-latest-small"
+    path: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    items: TableConfig | None = None
+    users: TableConfig | None = None
+    sep: str | None = None
+    encoding: str = "utf-8"
+    time_unit: TimeUnit = "auto"
+    duplicates: DuplicatePolicy = "reject"
+    unknown_content: Literal["keep", "drop", "error"] = "keep"
     min_rating: float | None = None  # ratings >= this become implicit positives
     k_core: int = Field(default=0, ge=0)  # keep users and items with >= k interactions
     drop_unused: bool = True  # drop users / items left without interactions (as RecBole does)
+
+    @model_validator(mode="after")
+    def _own_files(self) -> DataConfig:
+        own = self.columns or self.items or self.users
+        if own and self.path is None:
+            raise ValueError("data.columns, data.items and data.users need data.path")
+        return self
 
 
 class ModelConfig(BaseModel):
@@ -55,7 +96,7 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            raise validation_error(err, source) from None
+            raise validation_error(err, source, allowed=_allowed_keys) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -108,3 +149,22 @@ def set_path(values: dict[str, Any], key: str, value: Any, source: str) -> None:
             raise ClrecError(f"{source}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+    """The keys the config section holding ``loc``'s last key allows (None: not a section
+    of the run config, e.g. inside model.params)."""
+    section: Any = RunConfig
+    for part in loc[:-1]:
+        fields = getattr(section, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        options = [annotation, *getattr(annotation, "__args__", ())]
+        section = next(
+            (o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None
+        )
+        if section is None:
+            return None
+    fields = getattr(section, "model_fields", None)
+    return sorted(fields) if fields else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -54,10 +54,16 @@ def validation_error(
     err: ValidationError,
     source: str,
     location: Callable[[tuple[int | str, ...]], str] | None = None,
+    allowed: Callable[[tuple[int | str, ...]], list[str] | None] | None = None,
 ) -> ClrecError:
-    """One ClrecError listing every problem of a pydantic error as ``key: message``."""
+    """One ClrecError listing every problem of a pydantic error as ``key: message``; an
+    unknown key also lists the keys its section allows (``allowed(loc)``)."""
     where = location or (lambda loc: ".".join(str(p) for p in loc) or "(top level)")
-    problems = "; ".join(
-        f"{where(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
-    )
+
+    def message(error: Any) -> str:
+        text = f"{where(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+        keys = allowed(error["loc"]) if allowed and error["type"] == "extra_forbidden" else None
+        return f"{text} (allowed: {', '.join(keys)})" if keys else text
+
+    problems = "; ".join(message(e) for e in err.errors())
     return ClrecError(f"{source}: {problems}")

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from clrec.config import DataConfig, RunConfig
+from clrec.config import DataConfig, RunConfig, TableConfig
 from clrec.data import filters, registry
 from clrec.data.describe import describe
 from clrec.data.schema import Dataset
@@ -32,13 +32,14 @@ from clrec.errors import ClrecError
 from clrec.evaluation.evaluator import SEGMENT_METRICS, EvaluationResult, Evaluator
 from clrec.evaluation.metrics import paired_test
 from clrec.models.base import Recommender, Validator
+from clrec.models.embedding import EmbeddingModel
 from clrec.models.registry import build_model, load_model
 
 
 def prepare_data(data: DataConfig, data_root: Path | None) -> Dataset:
     """Load the configured data set and apply its filters (what ``clrec train`` and
     ``clrec data split`` both read, so the two always see the same data set)."""
-    dataset = registry.load(data.name, data_root)
+    dataset = registry.load(data.name, data_root) if data.path is None else read_own(data)
     if data.min_rating is not None:
         dataset = filters.binarize(dataset, data.min_rating)
     if data.k_core > 0:
@@ -46,6 +47,31 @@ def prepare_data(data: DataConfig, data_root: Path | None) -> Dataset:
     if data.drop_unused:
         dataset = filters.compact(dataset)
     return dataset
+
+
+def read_own(data: DataConfig) -> Dataset:
+    """The data set of ``data.path`` (and its ``items`` / ``users`` tables) through the
+    generic reader, with the config's columns and policies."""
+    from clrec.data.readers.generic import ContentSource, GenericSource, read_generic
+
+    def table(config: TableConfig | None) -> ContentSource | None:
+        if config is None:
+            return None
+        return ContentSource(config.path, config.id, config.fields, config.sep, data.encoding)
+
+    assert data.path is not None
+    source = GenericSource(
+        data.path,
+        mapping=data.columns or None,
+        sep=data.sep,
+        encoding=data.encoding,
+        duplicates=data.duplicates,
+        item_content=table(data.items),
+        user_content=table(data.users),
+        unknown_content=data.unknown_content,
+        time_unit=data.time_unit,
+    )
+    return read_generic(source)
 
 
 def validation_scorer(evaluator: Evaluator, split: Split) -> Validator:
@@ -110,6 +136,8 @@ def run_experiment(
             "config": config.to_plain(),
         }
     )
+    if isinstance(model, EmbeddingModel) and model.featurizer is not None:
+        results["content_fields"] = model.featurizer.used_fields()  # field → modality
     results["timing"]["fit_seconds"] = round(fit_seconds, 3)
     return write_metrics(run_dir, results, config.report)
 

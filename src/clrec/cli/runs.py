@@ -32,13 +32,28 @@ def run_command(
     scheme: SchemeOption = "random",
     seed: SeedOption = 2020,
     min_rating: MinRatingOption = None,
+    items: Annotated[
+        Path | None, typer.Option(help="Your item table (id + content columns) for --data FILE.")
+    ] = None,
+    users: Annotated[
+        Path | None, typer.Option(help="Your user table (id + profile columns) for --data FILE.")
+    ] = None,
 ) -> None:
-    """The main job: describe the data, split it, fit, evaluate and report one model."""
-    from clrec.config import DataConfig, ModelConfig, RunConfig
+    """The main job: describe the data, split it, fit, evaluate and report one model. Your
+    own files: ``--data interactions.csv [--items items.csv] [--users users.csv]``."""
+    from clrec.config import DataConfig, ModelConfig, RunConfig, TableConfig
     from clrec.data.splits import SplitConfig
 
+    source = DataConfig(name=data, min_rating=min_rating)
+    if items is not None or users is not None:
+        source = DataConfig(
+            path=data,
+            items=None if items is None else TableConfig(path=str(items)),
+            users=None if users is None else TableConfig(path=str(users)),
+            min_rating=min_rating,
+        )
     config = RunConfig(
-        data=DataConfig(name=data, min_rating=min_rating),
+        data=source,
         split=SplitConfig(scheme=parse_scheme(scheme), seed=seed),
         model=ModelConfig(name=model),
     )

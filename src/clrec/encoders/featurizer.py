@@ -393,6 +393,12 @@ class ItemFeaturizer:
         return None if self.cache_dir is None else Path(self.cache_dir).expanduser()
 
     # ------------------------------------------------------------------ persistence
+    def used_fields(self) -> dict[str, list[str]]:
+        """Which catalogue fields feed which modality (what a run's metrics record;
+        precomputed vectors read none)."""
+        used = {spec.name: _fields_of(spec) for spec in self.modalities}
+        return used | ({TAGS: list(self.tags.fields)} if self.tags is not None else {})
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form that :meth:`from_dict` reads back."""
         return {
@@ -456,6 +462,12 @@ def _specs(dataset: Dataset, which: EncoderKinds, config: ContentConfig) -> list
         model=config.text_model,
         threads=config.threads,
     )
+
+
+def _fields_of(spec: Modality) -> list[str]:
+    if isinstance(spec, TextModality):
+        return [] if spec.template is None else list(spec.template.fields)
+    return [spec.field] if isinstance(spec, ImageModality) else []
 
 
 def _identity(spec: Modality) -> str | None:
