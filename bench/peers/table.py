@@ -262,8 +262,13 @@ def winner(rows: list[Row], key: str, cold: bool) -> str:
         return row.cold.get("ndcg@20", float("nan")) if cold else row.metrics["ndcg@10"]
 
     ranked = sorted((r for r in rows if not np.isnan(value(r))), key=value, reverse=True)
-    best_clrec = next(r for r in ranked if r.library == "clrec")
+    best_clrec = next((r for r in ranked if r.library == "clrec"), None)
     peers = [r for r in ranked if r.library != "clrec"]
+    if best_clrec is None:  # a piecewise run: only peers measured so far
+        if not peers:
+            return f"Best on {key}: no model measured yet."
+        top = peers[0]
+        return f"Best on {key}: {top.library} {top.model} {value(top):.4f} (no clrec row)."
     if not peers:
         return f"Best on {key}: clrec {best_clrec.model} {value(best_clrec):.4f} (no peer ran)."
     best_peer = peers[0]

@@ -78,3 +78,7 @@ def test_ratios_and_verdict(table: ModuleType) -> None:
     assert "RecBole XSimGCL 0.2400" in verdict and "+4.2%" in verdict
     rows[1].metrics["ndcg@10"] = 0.23
     assert "behind the best peer" in table.winner(rows, "ndcg@10", cold=False)
+    # a piecewise run (peers first, clrec not yet): the table still prints
+    peers_only = table.winner(rows[2:], "ndcg@10", cold=False)
+    assert peers_only == "Best on ndcg@10: RecBole XSimGCL 0.2400 (no clrec row)."
+    assert table.winner([], "ndcg@10", cold=False) == "Best on ndcg@10: no model measured yet."

@@ -42,7 +42,14 @@ def describe_command(
     for key in ("users", "items", "interactions", "catalogue_users", "catalogue_items"):
         typer.echo(f"  {key:<16} {summary[key]:>12,}")
     typer.echo(f"  {'density':<16} {summary['density']:>12.4%}")
-    for key in ("rating", "time_range", "predefined_split", "events", "user_relations"):
+    for key in (
+        "rating",
+        "time_range",
+        "position_range",
+        "predefined_split",
+        "events",
+        "user_relations",
+    ):
         if key in summary:
             typer.echo(f"  {key:<16} {summary[key]}")
     for side in ("item_fields", "user_fields", "item_vectors"):

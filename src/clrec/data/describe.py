@@ -9,6 +9,10 @@ import pandas as pd
 
 from clrec.data.schema import Dataset
 
+# Unix seconds below this are before March 1973: a column that never reaches it holds
+# sequence positions (0, 1, 2, ...), which are shown as positions, not as 1970 dates.
+_SEQUENCE_BOUND = 100_000_000
+
 
 def _field_summary(table: pd.DataFrame, kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Kind and coverage (share of rows with a value) of each content field."""
@@ -56,8 +60,12 @@ def describe(dataset: Dataset) -> dict[str, Any]:
     if "weight" in inter.columns:
         summary["weight"] = _spread(inter["weight"].astype("float64"))
     if "timestamp" in inter.columns:
-        times = pd.to_datetime(inter["timestamp"], unit="s", utc=True)
-        summary["time_range"] = [times.min().isoformat(), times.max().isoformat()]
+        stamps = inter["timestamp"]
+        if len(stamps) and stamps.max() < _SEQUENCE_BOUND:  # positions in a sequence, not times
+            summary["position_range"] = [int(stamps.min()), int(stamps.max())]
+        else:
+            times = pd.to_datetime(stamps, unit="s", utc=True)
+            summary["time_range"] = [times.min().isoformat(), times.max().isoformat()]
     if "event" in inter.columns:
         summary["events"] = {str(k): int(v) for k, v in inter["event"].value_counts().items()}
     if "split" in inter.columns:

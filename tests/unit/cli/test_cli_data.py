@@ -162,3 +162,25 @@ def test_a_bad_argument_is_one_clear_line(
     places = {"tmp": tmp_path, "movies": movies_dir, "csv": csv}
     result = runner.invoke(app, [arg.format(**places) for arg in args])
     assert_user_error(result, message)
+
+
+def test_describe_shows_sequence_positions_as_positions(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\nu1,a,0\nu1,b,1\nu2,a,49\n")
+    result = runner.invoke(app, ["data", "describe", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["position_range"] == [0, 49] and "time_range" not in summary
+
+
+def test_describe_reads_a_folder_of_ones_own_tables(tmp_path: Path) -> None:
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\nu1,a\nu1,b\nu2,a\n")
+    (tmp_path / "items.csv").write_text(
+        "item_id,title\na,Toy Story and friends (1995)\nb,Heat in the city (1995)\n"
+        "c,The Gamma of it all (2001)\n"
+    )
+    result = runner.invoke(app, ["data", "describe", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["users"], summary["catalogue_items"]) == (2, 3)  # c: not yet interacted
+    assert summary["item_fields"]["title"]["kind"] == "text"

@@ -142,6 +142,8 @@ def guess_kind(name: str, values: pd.Series) -> FieldKind:
         return "image"
     if present.str.contains("|", regex=False).mean() > 0.2:
         return "tags"
+    if re.search(r"title|name|description|summary|abstract|overview|text", name, re.IGNORECASE):
+        return "text"  # however few or short: a small catalogue's titles are still text
     if present.nunique() <= max(20, len(present) // 20) and present.str.len().max() <= 40:
         return "category"
     return "text"

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clrec.data.readers.generic import SUPPORTED_EXTENSIONS, GenericSource, read_generic
+from clrec.data.readers.generic import (
+    SUPPORTED_EXTENSIONS,
+    ContentSource,
+    GenericSource,
+    read_generic,
+)
 from clrec.data.schema import Dataset
 from clrec.errors import DataError
 from clrec.loading import load_attr
@@ -109,8 +114,9 @@ def _unrecognised_folder(folder: Path) -> DataError:
     present = sorted(p.name for p in folder.iterdir())
     shown = ", ".join(present[:10]) + (f", … ({len(present)} files)" if len(present) > 10 else "")
     return DataError(
-        f"no known data set layout in this folder; looked for {looked}; or NAME.inter "
-        f"(RecBole atomic files). The folder holds: {shown or '(nothing)'}. To read a single "
+        f"no known data set layout in this folder; looked for {looked}; NAME.inter "
+        "(RecBole atomic files); or interactions.* with items.* / users.* (your own "
+        f"tables). The folder holds: {shown or '(nothing)'}. To read a single "
         f"interaction file ({', '.join(SUPPORTED_EXTENSIONS)}) give its path instead",
         file=folder,
     )
@@ -130,5 +136,33 @@ def read_path(path: str | Path) -> Dataset:
             recbole = importlib.import_module("clrec.data.readers.recbole")
             dataset: Dataset = recbole.read_recbole_atomic(target, name)
             return dataset
+        own = _own_tables(target)
+        if own is not None:
+            return read_generic(own)
         raise _unrecognised_folder(target)
     return read_generic(GenericSource(target))
+
+
+_OWN_NAMES = ("interactions", "items", "users")
+
+
+def _own_tables(folder: Path) -> GenericSource | None:
+    """``interactions.*`` with ``items.*`` / ``users.*`` beside it (any supported format):
+    the plain layout of one's own data; None when the folder has no interactions file."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        stem = path.name.split(".", 1)[0]
+        suffix = "." + path.name.split(".", 1)[1] if "." in path.name else ""
+        known = suffix.removesuffix(".gz") in SUPPORTED_EXTENSIONS
+        if stem in _OWN_NAMES and known and path.is_file():
+            found.setdefault(stem, path)
+    if "interactions" not in found:
+        return None
+    items, users = found.get("items"), found.get("users")
+    return GenericSource(
+        found["interactions"],
+        item_content=None if items is None else ContentSource(items),
+        user_content=None if users is None else ContentSource(users),
+        unknown_content="keep",
+        name=folder.name,
+    )
