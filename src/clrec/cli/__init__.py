@@ -22,6 +22,7 @@ app = typer.Typer(
 for _name, _command in (
     ("run", runs.run_command),
     ("train", runs.train_command),
+    ("init-config", runs.init_config_command),
     ("tune", runs.tune_command),
     ("evaluate", runs.evaluate_command),
     ("compare", runs.compare_command),

@@ -62,6 +62,23 @@ def run_command(
 
 
 @user_errors
+def init_config_command(
+    data: Annotated[Path, typer.Option(help="Your interaction file.")],
+    items: Annotated[Path | None, typer.Option(help="Your item table.")] = None,
+    users: Annotated[Path | None, typer.Option(help="Your user table.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the config.")] = Path("config.yaml"),
+) -> None:
+    """Write a commented run config for your own files (columns and content fields read
+    from them), to edit and train with ``clrec train``."""
+    from clrec.data.own_config import own_config
+
+    if out.exists():
+        raise ClrecError(f"{out}: exists; choose another --out or remove it")
+    out.write_text(own_config(data, items, users, name=str(out)))
+    typer.echo(f"wrote {out}", err=True)
+
+
+@user_errors
 def train_command(
     config_path: Annotated[Path, typer.Argument(help="Run config (YAML).", metavar="CONFIG")],
     out: Annotated[Path, typer.Option(help="Run folder.")],

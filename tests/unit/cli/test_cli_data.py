@@ -184,3 +184,34 @@ def test_describe_reads_a_folder_of_ones_own_tables(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert (summary["users"], summary["catalogue_items"]) == (2, 3)  # c: not yet interacted
     assert summary["item_fields"]["title"]["kind"] == "text"
+
+
+def test_init_config_writes_a_config_that_reads_the_files(tmp_path: Path) -> None:
+    from clrec.config import RunConfig
+    from clrec.experiment import prepare_data
+
+    (tmp_path / "log.csv").write_text(
+        "uid,movie_id,rating,timestamp\nu1,a,4,1600000000\nu2,b,5,1600000100\n"
+    )
+    (tmp_path / "movies.csv").write_text(
+        "movie_id,title,genres\na,Toy Story and friends (1995),Animation|Comedy\n"
+        "b,Heat in the city (1995),Crime|Drama\n"
+    )
+    out = tmp_path / "mine.yaml"
+    args = ["init-config", "--data", str(tmp_path / "log.csv")]
+    result = runner.invoke(app, [*args, "--items", str(tmp_path / "movies.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(out.read_text())
+    assert written["data"]["columns"] == {
+        "user": "uid",
+        "item": "movie_id",
+        "rating": "rating",
+        "timestamp": "timestamp",
+    }
+    assert written["data"]["items"]["fields"] == {"title": "text", "genres": "tags"}
+    config = RunConfig.from_yaml(out)  # a valid run config
+    dataset = prepare_data(config.data, None)
+    assert (dataset.n_users, dataset.n_items) == (2, 2)
+    assert dict(dataset.item_fields) == {"title": "text", "genres": "tags"}
+    again = runner.invoke(app, [*args, "--out", str(out)])
+    assert_user_error(again, "exists")
