@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # clrec against RecBole and LightFM on one data set, same split, same machine, same evaluator.
 #
-#   bash bench/peers/run.sh DATASET [--split random|predefined|cold-item] [--time-cap MIN]
-#                           [--threads N] [--out DIR] [--skip NAME,...] [--no-append]
+#   bash bench/peers/run.sh DATASET|CONFIG [--split random|predefined|cold-item]
+#       [--time-cap MIN] [--threads N] [--out DIR] [--skip NAME,...] [--only NAME,...]
+#       [--no-append]
 #
 # DATASET names a preset in configs/ (ml-latest-small, ml-1m, amazon-office, amazon-scientific,
-# gowalla). --split random overrides the preset's split with a per-user random 8:1:1 (seed
+# gowalla); CONFIG is any run config file (e.g. one for your own data, `clrec init-config`),
+# named in the table by its file name. --only keeps just the models named (the others are
+# skipped). --split random overrides the preset's split with a per-user random 8:1:1 (seed
 # 2020); --split cold-item uses configs/DATASET-cold.yaml; without --split the preset's own split
 # is used. Steps, each model in its own process under measure.py (wall time, peak RSS):
 #   1. the peers' virtual environments (setup_envs.sh; never the project's), only those
@@ -29,11 +32,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-usage() { sed -n '4,5p' "$0" | sed 's/^# //' >&2; exit 2; }
+usage() { sed -n '4,6p' "$0" | sed 's/^# //' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 command="bash bench/peers/run.sh $*"
 dataset="$1"; shift
-split="" cap="" threads=1 out="" append=1 skip=""
+split="" cap="" threads=1 out="" append=1 skip="" only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --split) split="$2"; shift 2 ;;
@@ -41,18 +44,23 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --skip) skip=",$2,"; shift 2 ;;
+    --only) only=",$2,"; shift 2 ;;
     --no-append) append=0; shift ;;
     *) usage ;;
   esac
 done
 
 config="configs/$dataset.yaml"
+if [ -f "$dataset" ]; then  # a run config file rather than a preset name
+  config="$dataset"; dataset="$(basename "${dataset%.*}")"
+fi
 overrides=()
 case "$split" in
   "") split_label="preset" ;;
   random) split_label="random 8:1:1"
     overrides+=(--set split.scheme=random --set "split.ratios=[0.8,0.1,0.1]" --set split.seed=2020) ;;
-  cold-item) split_label="cold-item"; config="configs/$dataset-cold.yaml" ;;
+  cold-item) split_label="cold-item"
+    [ "$config" = "configs/$dataset.yaml" ] && config="configs/$dataset-cold.yaml" ;;
   predefined) split_label="predefined"; overrides+=(--set split.scheme=predefined) ;;
   *) echo "unknown --split $split (random, predefined, cold-item)" >&2; exit 2 ;;
 esac
@@ -70,6 +78,7 @@ cap_args=()
 measured() {  # measured NAME COMMAND... : run COMMAND as model NAME, its log in NAME/log.txt
   local name="$1"; shift
   if [[ "$skip" == *",$name,"* ]]; then echo "== $name: skipped (--skip)"; return; fi
+  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then echo "== $name: skipped (--only)"; return; fi
   if grep -qs '"status": 0' "$out/$name/measure.json"; then
     echo "== $name: measured already, kept (delete $out/$name to rerun it)"; return
   fi
@@ -82,9 +91,13 @@ measured() {  # measured NAME COMMAND... : run COMMAND as model NAME, its log in
   fi
 }
 
-wanted() {  # wanted NAME...: is any of these models left after --skip?
+wanted() {  # wanted NAME...: is any of these models left after --skip / --only?
   local name
-  for name in "$@"; do [[ "$skip" != *",$name,"* ]] && return 0; done
+  for name in "$@"; do
+    [[ "$skip" == *",$name,"* ]] && continue
+    [ -n "$only" ] && [[ "$only" != *",$name,"* ]] && continue
+    return 0
+  done
   return 1
 }
 recbole_models=(BPR LightGCN EASE SGL NCL SimGCL XSimGCL)
@@ -102,8 +115,14 @@ for model in ease bpr lightgcn; do
   clrec_train "$model" --set "model.name=$model" --set "model.params={}"
 done
 
-"$clrec" data export "$out/clrec-clrec" --format recbole --out "$out/export" >/dev/null
-"$clrec" data export "$out/clrec-clrec" --format lightfm --out "$out/export/lightfm" >/dev/null
+# the reference split: clrec-clrec's, else the first clrec run measured (--only / --skip)
+reference="$out/clrec-clrec"
+[ -d "$reference/split" ] || reference="$(ls -d "$out"/clrec-*/ 2>/dev/null | head -n 1)"
+reference="${reference%/}"
+[ -n "$reference" ] && [ -d "$reference/split" ] \
+  || { echo "no clrec run in $out to take the split from (keep one clrec model)" >&2; exit 2; }
+"$clrec" data export "$reference" --format recbole --out "$out/export" >/dev/null
+"$clrec" data export "$reference" --format lightfm --out "$out/export/lightfm" >/dev/null
 name="$(ls "$out/export" | grep -v '^lightfm$' | head -n 1)"
 
 if [ "$split" != "cold-item" ]; then
@@ -142,4 +161,4 @@ json.dump(meta, open(f"{out}/meta.json", "w"), indent=2)
 EOF
 table_args=()
 [ "$append" = 1 ] && table_args=(--append BENCHMARKS.md)
-"$python" "$here/table.py" "$out" "${table_args[@]}"
+"$python" "$here/table.py" "$out" --reference "$reference" "${table_args[@]}"

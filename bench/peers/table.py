@@ -284,10 +284,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--append", type=Path, default=None)
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="the clrec run whose split every model used"
+    )
     args = parser.parse_args()
     meta = _json(args.out / "meta.json")
     meta.setdefault("machine", platform.processor() or platform.machine())
-    reference = Reference(args.out / "clrec-clrec")
+    reference = Reference(args.reference or args.out / "clrec-clrec")
     rows: list[Row] = []
     for run in sorted(args.out.iterdir()):
         if not run.is_dir() or not (run / "measure.json").is_file():
