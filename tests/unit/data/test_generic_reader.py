@@ -373,3 +373,19 @@ def test_what_is_not_a_regular_file_is_named(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(DataError, match="found a folder"):
         read_generic(GenericSource(folder))
+
+
+def test_content_tables_that_cannot_be_right_are_refused(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id\nu1,i1\nu2,i2\n")
+    other = tmp_path / "other.csv"
+    other.write_text("item_id,title\nx1,Some title here\nx2,Another title here\n")
+    with pytest.raises(DataError, match="none of the 2 ids in column 'item_id'"):
+        read_generic(GenericSource(log, item_content=ContentSource(other)))
+    blank = tmp_path / "blank.csv"
+    blank.write_text("item_id,title,description\ni1,A title,\ni2,Another,\n")
+    source = GenericSource(
+        log, item_content=ContentSource(blank, fields={"title": "text", "description": "text"})
+    )
+    with pytest.raises(DataError, match="text column 'description' is empty in every row"):
+        read_generic(source)

@@ -118,6 +118,13 @@ def _read_content(
             file=path,
             row=row,
         )
+    if known_ids and not ids.isin(known_ids).any():
+        sample = ", ".join(repr(i) for i in ids.head(3))
+        raise DataError(
+            f"none of the {len(ids):,} ids in column {id_column!r} ({sample}, …) is a {kind} "
+            f"of the interactions: the wrong id column, or another data set's table?",
+            file=path,
+        )
     if policy == "error":
         unknown = ~ids.isin(known_ids)
         if unknown.any():
@@ -145,6 +152,12 @@ def _read_content(
             content[column] = numbers.astype("float64")
         else:
             content[column] = values.replace("", pd.NA)
+        if field_kind == "text" and content[column].isna().all():
+            raise DataError(
+                f"text column {column!r} is empty in every row: nothing to encode (drop it "
+                "from the fields, or fill it)",
+                file=path,
+            )
     return content, kinds
 
 
