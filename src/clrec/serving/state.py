@@ -43,6 +43,7 @@ from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.encoding import OverloadedError, QueuedEncoder
+from clrec.serving.idempotency import Idempotency
 from clrec.serving.items import INDEX_CACHE_DIR, ItemTable, text_or_none
 from clrec.serving.results import (
     HistoryEntry,
@@ -53,7 +54,7 @@ from clrec.serving.results import (
     Scored,
 )
 from clrec.serving.settings import ServiceSettings
-from clrec.serving.store import Event, Idempotency, Store, StoredEvent, StoredItem, StoreError
+from clrec.serving.store import Event, Store, StoredEvent, StoredItem, StoreError
 from clrec.serving.users import UserTable
 
 if TYPE_CHECKING:

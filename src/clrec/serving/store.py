@@ -36,6 +36,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clrec.errors import ClrecError
+from clrec.serving.idempotency import Idempotency, answered, remember
 from clrec.serving.store_schema import (
     COUNTERS,
     SCHEMA_VERSION,
@@ -44,7 +45,6 @@ from clrec.serving.store_schema import (
     bump,
     counters,
     events,
-    idempotency_keys,
     items,
     make_engine,
     metadata,
@@ -93,23 +93,6 @@ class Event:
     kind: str
     value: float | None = None
     ts: float | None = None
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A client's ``Idempotency-Key`` for one route and the request's fingerprint."""
-
-    key: str
-    route: str
-    fingerprint: str
-
-
-class IdempotencyConflictError(ClrecError):
-    """The key was used before for a different request (the service answers 422)."""
-
-
-IDEMPOTENCY_TTL_S = 24 * 3600.0
-"""How long a key is remembered; older ones are forgotten at the next keyed write."""
 
 
 @dataclass(frozen=True)
@@ -354,30 +337,18 @@ class Store:
 
     # ------------------------------------------------------------------ events
     def answered(self, idempotency: Idempotency) -> dict[str, object] | None:
-        """The answer stored for ``idempotency``'s key (None: a new key); a key used for a
-        different request raises :class:`IdempotencyConflictError`."""
-        table = idempotency_keys
-        query = sa.select(table.c.fingerprint, table.c.answer).where(
-            (table.c.key == idempotency.key) & (table.c.route == idempotency.route)
-        )
+        """The answer stored under ``idempotency``'s key (None: a new key; see
+        :mod:`clrec.serving.idempotency`)."""
         with self._errors("reading an idempotency key"), self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        if row.fingerprint != idempotency.fingerprint:
-            raise IdempotencyConflictError(
-                "this Idempotency-Key was used for a different request; use a new key for a "
-                "new request"
-            )
-        return dict(row.answer)
+            return answered(conn, idempotency)
 
     def remember(self, idempotency: Idempotency, answer: dict[str, object]) -> None:
         """Store ``answer`` under the key after a write that is idempotent by itself (an
-        item PUT: repeating it stores the same item); a twin that stored it first wins."""
+        item PUT); a twin that stored it first wins."""
         with self._errors("storing an idempotency key"):
             try:
                 with self.engine.begin() as conn:
-                    _remember(conn, idempotency, answer, time.time())
+                    remember(conn, idempotency, answer, time.time())
             except IntegrityError:
                 pass
 
@@ -414,7 +385,7 @@ class Store:
                     bump(conn, "events", len(rows))
                     conn.execute(sa.insert(events), rows)
                     if idempotency is not None:
-                        _remember(conn, idempotency, {"recorded": len(rows)}, now)
+                        remember(conn, idempotency, {"recorded": len(rows)}, now)
             except IntegrityError:
                 if idempotency is None:
                     raise
@@ -533,23 +504,6 @@ class Store:
             raise StoreError(f"database error while {what}: {reason}") from None
 
 
-def _remember(
-    conn: sa.Connection, idempotency: Idempotency, answer: dict[str, object], now: float
-) -> None:
-    """Store the key and its answer; forget keys older than :data:`IDEMPOTENCY_TTL_S`."""
-    table = idempotency_keys
-    conn.execute(sa.delete(table).where(table.c.created < now - IDEMPOTENCY_TTL_S))
-    conn.execute(
-        sa.insert(table).values(
-            key=idempotency.key,
-            route=idempotency.route,
-            fingerprint=idempotency.fingerprint,
-            answer=answer,
-            created=now,
-        )
-    )
-
-
 def _key(row: RowMapping) -> ApiKey:
     return ApiKey(
         id=int(row["id"]),
@@ -567,7 +521,6 @@ __all__ = [
     "ApiKey",
     "Event",
     "Idempotency",
-    "IdempotencyConflictError",
     "NewKey",
     "Store",
     "StoreError",

@@ -254,7 +254,7 @@ EDGE_CASES: list[tuple[str, str, dict[str, Any] | None, Any, str | None, int]] =
     ("GET", RECS.format("%F0%9F%98%80"), None, None, None, 404),
     ("GET", RECS.format(LONG_ID), None, None, None, 404),
     ("GET", RECS.format(LONG_ID + "x"), None, None, None, 422),
-    ("GET", RECS.format("%00"), None, None, None, 404),
+    ("GET", RECS.format("%00"), None, None, None, 422),  # a control character: the id rule
     ("GET", "/v1/items/%E4%B8%AD%E6%96%87/similar", None, None, None, 404),
     ("PUT", "/v1/items/" + LONG_ID, None, {"genres": "Drama"}, None, 201),
     ("PUT", "/v1/items/%F0%9F%8E%AC", None, {"title": "🎬 (1991)", "genres": "Drama"}, None, 201),

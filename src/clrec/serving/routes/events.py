@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException
 
 from clrec.serving.deps import MetricsDep, SettingsDep, StateDep
+from clrec.serving.idempotency import Idempotency
 from clrec.serving.schemas import (
     IDEMPOTENCY_KEY,
     PROTECTED,
@@ -15,7 +16,7 @@ from clrec.serving.schemas import (
     error_responses,
     fingerprint,
 )
-from clrec.serving.store import Event, Idempotency
+from clrec.serving.store import Event
 
 router = APIRouter(tags=["events"])
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import MetricsDep, StateDep, requested_k, service_state
+from clrec.serving.idempotency import Idempotency
 from clrec.serving.schemas import (
     DEFAULT_K,
     IDEMPOTENCY_KEY,
@@ -19,7 +20,6 @@ from clrec.serving.schemas import (
     json_response,
     scored_json,
 )
-from clrec.serving.store import Idempotency
 from clrec.serving.text import is_text
 
 router = APIRouter(tags=["items"])
