@@ -281,7 +281,7 @@
       fill($("rec-list"), []);
       return;
     }
-    const label = rerank ? "click probability" : "score";
+    const label = rerank ? "ranking score" : "score";
     let note = `top ${found.items.length}` + (rerank ? ", re-ranked by the language model" : "");
     if (k > requestedK()) note += ` (extended to show ${page.lastAdded})`;
     $("recs-note").textContent = note;
