@@ -73,6 +73,18 @@ class UserState:
     vector: np.ndarray | None = None  # (D,) index space, cached
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """One score split into the user's ID part and one term per history item: ``score =
+    user + history.sum()`` (exact for pooled-history models: the pooled mean and the EASE
+    prior are both sums over the history)."""
+
+    score: float
+    user: float  # the ID part's term
+    items: np.ndarray  # (H,) model item rows of the history
+    history: np.ndarray  # (H,) each history item's term
+
+
 @runtime_checkable
 class EmbeddingModel(Protocol):
     """What serving needs from a model that ranks by ``user · item`` vectors."""
@@ -230,6 +242,44 @@ class PooledUsers:
             state.vector = np.asarray(vector, dtype=np.float32)
         return state.vector
 
+    def parts(self, state: UserState) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """The user's vector as a sum: the ID part ``(D,)``, the history rows ``(H,)`` (each
+        once), each row's term of the pooled mean ``(H, D)`` and the factor applied to the
+        sum (``1 / ‖sum‖`` for cosine models, else 1). ``vector(state)`` equals
+        ``factor · (id + terms.sum(0))`` up to float error."""
+        rows, weights = self.prior_input(state)  # (n,), (n,) actual weights
+        unique, inverse = np.unique(rows, return_inverse=True)  # a repeated row adds up
+        summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
+        share = summed / summed.sum() if summed.sum() > 0 else summed  # (H,)
+        terms = share[:, None] * self.history_vectors[unique].astype(np.float64)  # (H, D)
+        total = state.id_part + terms.sum(axis=0)  # (D,)
+        factor = 1.0
+        if self.similarity == "cosine":
+            factor = 1.0 / max(float(np.linalg.norm(total)), 1e-12)
+        return unique, terms, total, factor
+
+    def without(self, state: UserState, row: int) -> UserState:
+        """A copy of ``state`` as if item ``row`` had never been in the history (the
+        counterfactual user); the ID part is kept."""
+        keep = state.items != row
+        kept_new = [(i, w) for i, w in zip(state.new_items, state.new_weights, strict=True)]
+        copy = UserState(
+            state.user,
+            state.id_part.copy(),
+            state.items[keep],
+            state.weights[keep],
+            [i for i, _ in kept_new if i != row],
+            [w for i, w in kept_new if i != row],
+            scale=state.scale,
+        )
+        rows = self.history_vectors[copy.items].astype(np.float64)  # (H', D)
+        copy.pooled = copy.weights @ rows
+        for item, weight in zip(copy.new_items, copy.new_weights, strict=True):
+            copy.pooled = copy.pooled + weight * self.history_vectors[item].astype(np.float64)
+        copy.weight = float(copy.weights.sum() + sum(copy.new_weights))
+        copy.keys = set(copy.items.tolist()) | set(copy.new_items)
+        return copy
+
     @staticmethod
     def prior_input(state: UserState) -> tuple[np.ndarray, np.ndarray]:
         """The prior's input: model item rows ``(H,)`` and their actual weights ``(H,)``."""
@@ -280,6 +330,7 @@ class PooledUserModel:
 
 
 __all__ = [
+    "Attribution",
     "EmbeddingModel",
     "PooledUserModel",
     "PooledUsers",

@@ -37,6 +37,7 @@ from clrec.models.clrec.prior import (
 )
 from clrec.models.ease import EASE
 from clrec.models.embedding import (
+    Attribution,
     PooledUserModel,
     PooledUsers,
     Similarity,
@@ -280,6 +281,31 @@ class ClrecRecommender(PooledUserModel, Recommender):
             history, weights = self.pooled_users().prior_input(state)
             prior = history_scores(self.prior, history, weights, np.asarray(items, np.int64))
         return np.asarray(self.fused_scores(similarities, prior), dtype=np.float32)
+
+    def explain(self, state: UserState, vector: np.ndarray, item: int) -> Attribution:
+        """The score of ``item`` (its index-space ``vector`` ``(D,)``) for ``state``, split
+        exactly into the ID part and one term per history item: ``sim / τ`` is linear in the
+        user vector ``factor · (id + Σ_h a_h v_h)``, and the prior is ``Σ_h w_h B[h, item]``.
+        A user whose vector the history does not move is all ID part."""
+        users = self.pooled_users()
+        x = np.asarray(vector, dtype=np.float64)  # (D,)
+        tau = self.config.temperature
+        if state.fixed is not None:
+            score = float(np.asarray(state.fixed, np.float64) @ x) / tau
+            return Attribution(score, score, np.zeros(0, np.int64), np.zeros(0))
+        rows, terms, _, factor = users.parts(state)  # (H,), (H, D)
+        user = factor * float(state.id_part @ x) / tau
+        history = factor * (terms @ x) / tau  # (H,)
+        if self.prior is not None and self.prior_scale and 0 <= item < self.n_items:
+            assert self.prior.weights is not None
+            items, weights = users.prior_input(state)
+            _, inverse = np.unique(items, return_inverse=True)  # rows sorted, as ``rows``
+            summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
+            known = rows < self.prior.weights.shape[0]
+            prior = np.zeros(len(rows))
+            prior[known] = summed[known] * self.prior.weights[rows[known], item]
+            history = history + (self.prior_scale * self.prior_norm) * prior
+        return Attribution(user + float(history.sum()), user, rows, history)
 
     def pooled_users(self) -> PooledUsers:
         if self._users is None:
