@@ -143,6 +143,11 @@ class EmbeddingModel(Protocol):
         """The model's scores ``(C,)`` of the user over items with index-space ``vectors``
         ``(C, D)`` and model rows ``items`` ``(C,)`` (-1 or ≥ ``n_items``: no prior)."""
 
+    def explain(self, state: UserState, vector: np.ndarray, item: int) -> Attribution:
+        """The user's score of one item (index-space ``vector`` ``(D,)``, model row ``item``,
+        -1 for an item the model does not know) split into the user's ID part and one term
+        per history item; a user the history does not move is all ID part."""
+
 
 def as_numpy(tensor: Tensor) -> np.ndarray:
     """A float32 C-contiguous numpy copy of ``tensor`` (on the CPU)."""
@@ -327,6 +332,19 @@ class PooledUserModel:
 
     def user_vector(self, state: UserState) -> np.ndarray:
         return self.pooled_users().vector(state)
+
+    def explain(self, state: UserState, vector: np.ndarray, item: int) -> Attribution:
+        """The dot product's split (the score of BPR-MF and LightGCN); models with more in
+        their score (the clrec model's temperature and prior) extend it."""
+        del item  # a plain dot product reads only the vector
+        x = np.asarray(vector, dtype=np.float64)  # (D,)
+        if state.fixed is not None:
+            score = float(np.asarray(state.fixed, np.float64) @ x)
+            return Attribution(score, score, np.zeros(0, np.int64), np.zeros(0))
+        rows, terms, _, factor = self.pooled_users().parts(state)  # (H,), (H, D)
+        user = factor * float(state.id_part @ x)
+        history = factor * (terms @ x)  # (H,)
+        return Attribution(user + float(history.sum()), user, rows, history)
 
 
 __all__ = [

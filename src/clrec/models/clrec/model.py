@@ -286,21 +286,18 @@ class ClrecRecommender(PooledUserModel, Recommender):
         """The score of ``item`` (its index-space ``vector`` ``(D,)``) for ``state``, split
         exactly into the ID part and one term per history item: ``sim / τ`` is linear in the
         user vector ``factor · (id + Σ_h a_h v_h)``, and the prior is ``Σ_h w_h B[h, item]``.
-        A user whose vector the history does not move is all ID part."""
+        A user whose vector the history does not move has only the prior's history terms."""
         users = self.pooled_users()
-        x = np.asarray(vector, dtype=np.float64)  # (D,)
+        dot = super().explain(state, vector, item)  # the similarity's split
         tau = self.config.temperature
-        if state.fixed is not None:
-            score = float(np.asarray(state.fixed, np.float64) @ x) / tau
-            return Attribution(score, score, np.zeros(0, np.int64), np.zeros(0))
-        rows, terms, _, factor = users.parts(state)  # (H,), (H, D)
-        user = factor * float(state.id_part @ x) / tau
-        history = factor * (terms @ x) / tau  # (H,)
+        rows, user, history = dot.items, dot.user / tau, dot.history / tau
         if self.prior is not None and self.prior_scale and 0 <= item < self.n_items:
             assert self.prior.weights is not None
             items, weights = users.prior_input(state)
-            _, inverse = np.unique(items, return_inverse=True)  # rows sorted, as ``rows``
+            unique, inverse = np.unique(items, return_inverse=True)  # sorted, as ``rows``
             summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
+            if not len(rows):  # a user the history does not move: the prior still reads it
+                rows, history = unique, np.zeros(len(unique))
             known = rows < self.prior.weights.shape[0]
             prior = np.zeros(len(rows))
             prior[known] = summed[known] * self.prior.weights[rows[known], item]
