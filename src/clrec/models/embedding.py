@@ -148,6 +148,10 @@ class EmbeddingModel(Protocol):
         -1 for an item the model does not know) split into the user's ID part and one term
         per history item; a user the history does not move is all ID part."""
 
+    def user_state_without(self, state: UserState, item: int) -> UserState:
+        """A copy of ``state`` whose history never held model row ``item`` (the
+        counterfactual user of an explanation)."""
+
 
 def as_numpy(tensor: Tensor) -> np.ndarray:
     """A float32 C-contiguous numpy copy of ``tensor`` (on the CPU)."""
@@ -345,6 +349,9 @@ class PooledUserModel:
         user = factor * float(state.id_part @ x)
         history = factor * (terms @ x)  # (H,)
         return Attribution(user + float(history.sum()), user, rows, history)
+
+    def user_state_without(self, state: UserState, item: int) -> UserState:
+        return self.pooled_users().without(state, item)
 
 
 __all__ = [

@@ -74,5 +74,40 @@ class QueuedEncoder:
                 self._profiles.popitem(last=False)
         return vector
 
+    def item(self, content: Mapping[str, str | None]) -> np.ndarray:
+        """One item's history-space vector ``(D,)`` from its fields, through the model; a
+        model that reads no content is a clear error."""
+        if not self.artifact.content_modalities:
+            raise ClrecError(
+                f"this {self.artifact.model_name!r} model reads no content, so items cannot "
+                "be added or changed through the API; retrain with a content model (clrec "
+                "with content modalities) to serve new items"
+            )
+        return self.embed_row(content)
+
+    def profile(self, text: str) -> np.ndarray:
+        """A profile text's history-space vector ``(D,)``: read as the catalogue's first
+        text field."""
+        if not self.artifact.content_modalities:
+            raise ClrecError(
+                f"this {self.artifact.model_name!r} model reads no content, so a profile_text "
+                "cannot be used; send the items the user liked instead"
+            )
+        fields = self.artifact.item_fields
+        text_fields = [name for name, kind in fields.items() if kind == "text"]
+        if not text_fields:
+            raise ClrecError(
+                "the catalogue has no text field to read a profile_text as; send items instead"
+            )
+        try:
+            return self.embed_profile(text_fields[0], text)
+        except OverloadedError:
+            raise
+        except ClrecError as error:
+            raise ClrecError(
+                f"the profile_text gives no content this model can read ({error}); send "
+                "items instead or describe the user in the catalogue's terms"
+            ) from None
+
 
 __all__ = ["RETRY_AFTER_S", "OverloadedError", "QueuedEncoder"]

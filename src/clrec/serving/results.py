@@ -33,6 +33,21 @@ class HistoryEntry(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why an item scores what it does for a user (the model's own arithmetic): the score,
+    the user's ID part, the largest history terms ``(item id, title, contribution)``, the
+    item's rank, and its rank without the top contributor (None: no history)."""
+
+    user: str
+    item: str
+    score: float
+    user_part: float
+    contributions: list[tuple[str, str | None, float]]
+    rank: int
+    rank_without_top: int | None
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where an item lands for a user: its 1-based rank among the items the user would be
     recommended (seen items excluded), its score, and how many items compete."""

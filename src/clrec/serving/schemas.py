@@ -122,6 +122,29 @@ class SimilarItems(BaseModel):
     items: list[ItemScore]
 
 
+class Contribution(BaseModel):
+    """One history item's term of a score."""
+
+    id: str
+    title: str | None = None
+    contribution: float
+
+
+class ExplanationOut(BaseModel):
+    """Why an item scores what it does for a user: ``score = user_part + the sum of every
+    history item's contribution`` (the model's own arithmetic; the largest are listed), the
+    item's rank among the user's unseen items, and its rank had the user never interacted
+    with the top contributor (null without a history)."""
+
+    user: str
+    item: str
+    score: float
+    user_part: float
+    contributions: list[Contribution]
+    rank: int
+    rank_without_top: int | None = None
+
+
 class PlacementOut(BaseModel):
     """Where a written item lands for ``for_user``: rank 1 is the top recommendation."""
 

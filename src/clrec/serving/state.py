@@ -42,10 +42,11 @@ import numpy as np
 from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
 from clrec.serving.artifact import Artifact, load_artifact
-from clrec.serving.encoding import OverloadedError, QueuedEncoder
+from clrec.serving.encoding import QueuedEncoder
 from clrec.serving.idempotency import Idempotency
 from clrec.serving.items import INDEX_CACHE_DIR, ItemTable, text_or_none
 from clrec.serving.results import (
+    Explanation,
     HistoryEntry,
     NotFoundError,
     Placement,
@@ -219,7 +220,7 @@ class ServiceState:
         if row.artifact_key != self.artifact_key or vector.shape != (self.artifact.dim,):
             # stored under another artifact: that model's vector means nothing here
             try:
-                vector = self._embed_row(row.content)
+                vector = self.encoder.item(row.content)
             except ClrecError as error:
                 self.replay_report["skipped_items"] += 1
                 logger.warning("API item skipped: it cannot be embedded by this model: %s", error)
@@ -385,7 +386,7 @@ class ServiceState:
                 ignored.append(item)
             else:
                 known.append(row)
-        profile = None if profile_text is None else self._embed_profile(profile_text)  # (D,)
+        profile = None if profile_text is None else self.encoder.profile(profile_text)  # (D,)
         if not known and profile is None:
             raise ClrecError(
                 "none of the given items is known to the service and no profile_text was "
@@ -424,7 +425,7 @@ class ServiceState:
         with self._lock:
             if for_user is not None and not self.users.knows(for_user):
                 raise NotFoundError(f"unknown user {for_user!r} (for_user)")
-        vector = self._embed_row(content)  # (D,) history space
+        vector = self.encoder.item(content)  # (D,) history space
         with self._write_lock:
             created = item_id not in self.items.row
             self.store.upsert_item(item_id, content, vector, self.artifact_key)
@@ -486,53 +487,53 @@ class ServiceState:
             for row, score in zip(rows[order].tolist(), scores[order].tolist(), strict=True)
         ]
 
-    def _placement(self, user_id: str, row: int) -> Placement:
-        """Rank and score of ``row`` among every item ``user_id`` has not seen."""
-        state = self.users.state(user_id)
+    def explain(self, user_id: str, item_id: str, top: int) -> Explanation:
+        """Why ``item_id`` scores what it does for ``user_id``: the model's split of the
+        score (:meth:`EmbeddingModel.explain`), the ``top`` largest history terms, the rank,
+        and the rank with the top contributor removed from the history."""
+        with self._lock:
+            state = self._known_state(user_id)
+            row = self.items.row.get(item_id)
+            if row is None:
+                raise NotFoundError(f"unknown item {item_id!r}")
+            model_row = row if row < self.model.n_items else -1
+            split = self.model.explain(state, self.items.vectors.view[row], model_row)
+            order = np.argsort(-split.history, kind="stable")[:top]
+            ids, titles = self.items.ids, self.items.titles
+            terms = [(split.items[i], float(split.history[i])) for i in order.tolist()]
+            rank = self._placement(user_id, row).rank
+            without = None
+            if terms:
+                removed = int(terms[0][0])
+                changed = self.model.user_state_without(state, removed)
+                without = self._placement(user_id, row, changed, forget=removed).rank
+            return Explanation(
+                user_id,
+                item_id,
+                split.score,
+                split.user,
+                [(ids[r], titles[r], value) for r, value in terms],
+                rank,
+                without,
+            )
+
+    def _placement(
+        self, user_id: str, row: int, state: UserState | None = None, forget: int = -1
+    ) -> Placement:
+        """Rank and score of ``row`` among every item ``user_id`` has not seen (scored for
+        ``state``, else the user's own; ``forget``: an item counted as never seen)."""
+        state = state or self.users.state(user_id)
         assert state is not None  # put_item checked the user
         seen = set(self.users.seen.get(user_id, set()))
         if state.user is not None:
             seen.update(self.artifact.seen_items(state.user).tolist())
+        seen.discard(forget)
         scores = self._scores(state, np.arange(self.n_items, dtype=np.int64))  # (N,)
         open_rows = np.ones(self.n_items, dtype=bool)
         open_rows[list(seen)] = False
         open_rows[row] = True
         rank = 1 + int((scores[open_rows] > scores[row]).sum())
         return Placement(user_id, rank, float(scores[row]), int(open_rows.sum()), row in seen)
-
-    def _embed_row(self, content: Mapping[str, str | None]) -> np.ndarray:
-        """One item's history-space vector ``(D,)`` from its fields, through the model."""
-        if not self.artifact.content_modalities:
-            raise ClrecError(
-                f"this {self.artifact.model_name!r} model reads no content, so items cannot "
-                "be added or changed through the API; retrain with a content model (clrec "
-                "with content modalities) to serve new items"
-            )
-        return self.encoder.embed_row(content)
-
-    def _embed_profile(self, text: str) -> np.ndarray:
-        """A profile text's history-space vector ``(D,)``: read as the first text field of
-        an item."""
-        if not self.artifact.content_modalities:
-            raise ClrecError(
-                f"this {self.artifact.model_name!r} model reads no content, so a profile_text "
-                "cannot be used; send the items the user liked instead"
-            )
-        fields = self.artifact.item_fields
-        text_fields = [name for name, kind in fields.items() if kind == "text"]
-        if not text_fields:
-            raise ClrecError(
-                "the catalogue has no text field to read a profile_text as; send items instead"
-            )
-        try:
-            return self.encoder.embed_profile(text_fields[0], text)
-        except OverloadedError:
-            raise
-        except ClrecError as error:
-            raise ClrecError(
-                f"the profile_text gives no content this model can read ({error}); send "
-                "items instead or describe the user in the catalogue's terms"
-            ) from None
 
 
 __all__ = [

@@ -174,6 +174,7 @@ def test_every_route_has_the_scope_it_should(service: Service) -> None:
         ("GET", "/v1/items/{item_id}/similar"): "read",
         ("GET", "/v1/users"): "read",
         ("GET", "/v1/users/{user_id}/history"): "read",
+        ("GET", "/v1/users/{user_id}/explain/{item_id}"): "read",
         ("PUT", "/v1/items/{item_id}"): "write",
         ("POST", "/v1/events"): "write",
         ("GET", "/metrics"): "read",
@@ -968,3 +969,33 @@ def test_a_failing_sync_shows_in_the_metrics(
     assert state.sync_failures == 2 and state.sync_age() > before
     text = service.get("/metrics", token=service.reader).text  # a scrape tries a sync too
     assert state.sync_failures == 3 and "clrec_sync_failures 3.0" in text
+
+
+def test_an_explanation_adds_up_and_its_counterfactual_is_served(
+    make_service: ServiceFactory,
+) -> None:
+    """GET /v1/users/{id}/explain/{item}: the parts sum to the served score, and the rank
+    without the top contributor is the rank served to a user who posted the same history
+    without that item."""
+    service = make_service(data="explain")
+    history = ["m1", "m2", "m7", "m12"]
+    service.post("/v1/events", [{"user": "walk-a", "item": i, "kind": "click"} for i in history])
+    top = service.get("/v1/users/walk-a/recommendations", k=1).json()["items"][0]
+    answer = service.get(f"/v1/users/walk-a/explain/{top['id']}", k=10)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    parts = found["user_part"] + sum(c["contribution"] for c in found["contributions"])
+    assert found["score"] == pytest.approx(top["score"], abs=1e-4)
+    assert parts == pytest.approx(found["score"], abs=1e-5)
+    assert found["user_part"] == 0.0 and found["rank"] == 1
+    assert {c["id"] for c in found["contributions"]} == set(history)
+    removed = found["contributions"][0]["id"]
+    rest = [i for i in history if i != removed]
+    service.post("/v1/events", [{"user": "walk-b", "item": i, "kind": "click"} for i in rest])
+    placed = service.get(f"/v1/users/walk-b/explain/{top['id']}").json()
+    assert found["rank_without_top"] == placed["rank"]
+    # a trained user: the ID part and the training history
+    trained = service.get("/v1/users/u3/explain/m5").json()
+    assert trained["user_part"] != 0.0 and trained["contributions"]
+    assert service.get("/v1/users/u3/explain/nothing").status_code == 404
+    assert service.get("/v1/users/nobody/explain/m5").status_code == 404

@@ -71,6 +71,7 @@ OPERATIONS = [
     ("GET", "/metrics"),
     ("GET", "/v1/users"),
     ("GET", "/v1/users/{user_id}/history"),
+    ("GET", "/v1/users/{user_id}/explain/{item_id}"),
 ]
 WITHOUT_INPUT = {"/healthz", "/readyz", "/metrics"}  # nothing to break: no negative cases
 

@@ -1,4 +1,5 @@
-"""Users: the known user ids (the browser page's search) and a user's history."""
+"""Users: the known user ids (the browser page's search), a user's history, and why an item
+scores what it does for a user."""
 
 from typing import Annotated
 
@@ -6,7 +7,15 @@ from fastapi import APIRouter, Path, Query
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import StateDep
-from clrec.serving.schemas import PROTECTED, HistoryItem, UserHistory, UserList, error_responses
+from clrec.serving.schemas import (
+    PROTECTED,
+    Contribution,
+    ExplanationOut,
+    HistoryItem,
+    UserHistory,
+    UserList,
+    error_responses,
+)
 
 router = APIRouter(tags=["users"])
 
@@ -23,6 +32,35 @@ def find_users(
     the browser page's user search."""
     users, total = state.find_users(prefix, limit)
     return UserList(prefix=prefix, total=total, users=users)
+
+
+@router.get(
+    "/v1/users/{user_id}/explain/{item_id}",
+    response_model=ExplanationOut,
+    responses=error_responses(*PROTECTED, 404),
+)
+def explain(
+    state: StateDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    k: Annotated[int, Query(ge=1, le=50, description="history items to list")] = 5,
+) -> ExplanationOut:
+    """Why ``item_id`` scores what it does for ``user_id``: the user's ID part and each
+    history item's term (they sum to the score), the rank, and the rank without the top
+    contributor (the user's history recomputed without it). Costs two scorings of the whole
+    catalogue (BENCHMARKS.md)."""
+    found = state.explain(user_id, item_id, k)
+    return ExplanationOut(
+        user=found.user,
+        item=found.item,
+        score=found.score,
+        user_part=found.user_part,
+        contributions=[
+            Contribution(id=i, title=t, contribution=c) for i, t, c in found.contributions
+        ],
+        rank=found.rank,
+        rank_without_top=found.rank_without_top,
+    )
 
 
 @router.get(
