@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.models.base import Recommender
@@ -301,20 +300,12 @@ def recent_mask(history: pd.DataFrame, share: float) -> np.ndarray:
     return np.asarray(np.arange(len(history)) >= len(history) - newest)
 
 
-def history_matrix(history: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
-    """The binary ``(U, I)`` matrix of ``history``."""
-    matrix = interaction_matrix(history, n_users, n_items)
-    matrix.data[:] = 1.0
-    return matrix
-
-
 __all__ = [
     "RETRIEVERS",
     "CandidateConfig",
     "Candidates",
     "RetrieverName",
     "Retrievers",
-    "history_matrix",
     "model_scores_with",
     "recent_mask",
 ]

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from clrec.data.matrix import interaction_matrix
 from clrec.errors import ClrecError
 from clrec.evaluation.metrics import ndcg_at_k, recall_at_k
-from clrec.ranking.candidates import history_matrix
 from clrec.ranking.click import classify_test_pairs
 from clrec.ranking.cross_encoder import CrossEncoderRanker
 from clrec.ranking.features import (
@@ -46,7 +46,7 @@ def evaluate_stage(
     the bootstrap interval, the ablation (when ``training`` is given) and the cost."""
     test = build_fold(parts, content, parts.split.valid, parts.split.test, settings, click)
     ks = settings.ks
-    exclude = history_matrix(test.history, parts.dataset.n_users, parts.dataset.n_items)
+    exclude = interaction_matrix(test.history, parts.dataset.n_users, parts.dataset.n_items)
     alone = retrieve(parts.retriever, test.users, max(ks), exclude)  # (U, K)
     base = _metrics(alone, test.truth, ks)
     fresh = _metrics(_model_lists(test, max(ks)), test.truth, ks)
@@ -137,7 +137,7 @@ def _latency(fold: Fold, ranker: LambdaRanker, settings: RankerSettings) -> dict
         return {"users": 0}
     model_scores = fold.retrievers.model_scores(fold.users[:count])  # (n, I)
     n_users = int(max(fold.history["user"].max(), fold.users.max())) + 1
-    seen = history_matrix(fold.history, n_users, fold.tables.n_items)
+    seen = interaction_matrix(fold.history, n_users, fold.tables.n_items)
     candidate_ms, feature_ms, sizes = [], [], []
     columns = _cols(fold, ranker)
     for position in range(count):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
 from clrec.data.splits import Split
 from clrec.encoders.featurizer import ContentConfig, ItemFeaturizer, offered_modalities
@@ -26,7 +27,6 @@ from clrec.ranking.candidates import (
     CandidateConfig,
     Candidates,
     Retrievers,
-    history_matrix,
     model_scores_with,
 )
 from clrec.ranking.click import ClickSettings, click_probabilities
@@ -178,7 +178,7 @@ def build_fold(
     retrievers.model_scores = model_scores_with(
         parts.retriever, later if later is not None else history.iloc[:0]
     )
-    seen = history_matrix(history, dataset.n_users, dataset.n_items)
+    seen = interaction_matrix(history, dataset.n_users, dataset.n_items)
     candidates = retrievers.candidates(users, seen, seen)
     tables = FeatureTables.fit(
         dataset.n_items,

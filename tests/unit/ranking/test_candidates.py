@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
 from clrec.ranking.candidates import (
     CandidateConfig,
     Retrievers,
-    history_matrix,
     recent_mask,
 )
 
@@ -46,7 +46,7 @@ def test_each_retriever_proposes_its_top_and_the_union_keeps_every_score() -> No
     retrievers = Retrievers.fit(dataset, frame, config)
     model = np.array([[0.0, 0.1, 0.9, 0.8, 0.2, 0.3]] * 4, dtype=np.float32)  # (U, I)
     retrievers.model_scores = lambda users: model[users]
-    seen = history_matrix(frame, 4, 6)
+    seen = interaction_matrix(frame, 4, 6)
     found = retrievers.candidates(np.array([0]), seen, seen)  # user 0 saw items 0 and 1
     # model: 2 (0.9), 3 (0.8); popular among unseen: 2, 3, 4, 5 all once → ties by row: 2, 3;
     # recent (t ≥ 90): only item 5 counts → 5, then the ties 2 ...: 5, 2
@@ -66,7 +66,7 @@ def test_one_user_gets_the_batch_candidates_and_nothing_excluded() -> None:
     rng = np.random.default_rng(0)
     model = rng.normal(size=(4, 6)).astype(np.float32)
     retrievers.model_scores = lambda users: model[users]
-    seen = history_matrix(frame, 4, 6)
+    seen = interaction_matrix(frame, 4, 6)
     users = np.arange(4)
     batch = retrievers.candidates(users, seen, seen)
     for position, user in enumerate(users):

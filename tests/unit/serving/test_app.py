@@ -639,7 +639,8 @@ def test_rerank_is_the_stage_computed_in_batch(
 ) -> None:
     """Parity: the service's re-ranked list for a known user is what the batch code of
     training computes for that user (same candidates, features and LambdaRank scores)."""
-    from clrec.ranking.candidates import Retrievers, history_matrix
+    from clrec.data.matrix import interaction_matrix
+    from clrec.ranking.candidates import Retrievers
     from clrec.ranking.features import FeatureTables, batch_features, ordered_histories
     from clrec.ranking.folds import Content, RankerSettings, RunParts
     from clrec.ranking.ltr import LambdaRanker
@@ -657,7 +658,7 @@ def test_rerank_is_the_stage_computed_in_batch(
     user = np.array([artifact.user_ids.index("u3")])
     retrievers = Retrievers.fit(dataset, history, settings.candidates)
     retrievers.model_scores = parts.retriever.score
-    seen = history_matrix(history, dataset.n_users, dataset.n_items)
+    seen = interaction_matrix(history, dataset.n_users, dataset.n_items)
     candidates = retrievers.candidates(user, seen, seen)
     content = Content.encode(dataset, settings)
     tables = FeatureTables.fit(
