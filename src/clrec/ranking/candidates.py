@@ -82,14 +82,15 @@ class Candidates:
         """The candidate rows of the ``position``-th user."""
         return slice(int(self.offsets[position]), int(self.offsets[position + 1]))
 
+    def per_user(self, values: np.ndarray) -> np.ndarray:
+        """Each user's sum ``(U,)`` of a value per candidate row ``(N,)`` (0 for a user
+        without candidates)."""
+        owners = np.repeat(np.arange(len(self.users)), np.diff(self.offsets))  # (N,)
+        return np.bincount(owners, weights=values, minlength=len(self.users))
+
     def select(self, keep: np.ndarray) -> Candidates:
         """Only the candidate rows where ``keep`` ``(N,)`` is true (users keep their order)."""
-        counts = (
-            np.add.reduceat(keep.astype(np.int64), self.offsets[:-1])
-            if len(keep)
-            else (np.zeros(len(self.users), dtype=np.int64))
-        )
-        counts = np.where(np.diff(self.offsets) > 0, counts, 0)
+        counts = self.per_user(keep.astype(np.float64)).astype(np.int64)  # (U,)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return Candidates(
             self.users, offsets, self.items[keep], self.scores[keep], self.ranks[keep]

@@ -227,11 +227,7 @@ def fit_on(fold: Fold, names: list[str], settings: RankerSettings) -> LambdaRank
     reading the columns ``names`` (a subset of the fold's)."""
     columns = [fold.names.index(name) for name in names]
     counts = np.diff(fold.candidates.offsets)  # (U,)
-    positives = (
-        np.add.reduceat(fold.labels, fold.candidates.offsets[:-1])
-        if len(fold.labels)
-        else np.zeros(0)
-    )
+    positives = fold.candidates.per_user(fold.labels)  # (U,)
     useful = (counts > 0) & (positives > 0)  # (U,) groups with a positive
     if not useful.any():
         raise ClrecError(

@@ -14,6 +14,7 @@ from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
 from clrec.ranking.candidates import (
     CandidateConfig,
+    Candidates,
     Retrievers,
     recent_mask,
 )
@@ -86,6 +87,12 @@ def test_one_user_gets_the_batch_candidates_and_nothing_excluded() -> None:
     # a candidate table can be filtered and keeps its users' offsets
     kept = batch.select(batch.items != 2)
     assert 2 not in kept.items.tolist() and kept.offsets[-1] == len(kept.items)
+    # a user without candidates (every item seen), last in the table, keeps an empty group
+    tail = Candidates(
+        np.array([0, 1]), np.array([0, 2, 2]), np.array([1, 2]), np.zeros((2, 1)), np.ones((2, 1))
+    )
+    assert tail.select(np.array([True, False])).offsets.tolist() == [0, 1, 1]
+    np.testing.assert_array_equal(tail.per_user(np.array([1.0, 1.0])), [2.0, 0.0])
 
 
 def test_saved_retrievers_load_the_same(tmp_path: Path) -> None:
