@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from clrec.data.matrix import interaction_matrix
-from clrec.errors import ClrecError
 from clrec.evaluation.metrics import ndcg_at_k, recall_at_k
 from clrec.ranking.click import classify_test_pairs
 from clrec.ranking.cross_encoder import CrossEncoderRanker
@@ -23,6 +22,7 @@ from clrec.ranking.features import (
     KNN_FEATURES,
     TAG_FEATURES,
     TEXT_FEATURES,
+    feature_columns,
     retriever_features,
     user_features,
 )
@@ -50,11 +50,8 @@ def evaluate_stage(
     alone = retrieve(parts.retriever, test.users, max(ks), exclude)  # (U, K)
     base = _metrics(alone, test.truth, ks)
     fresh = _metrics(_model_lists(test, max(ks)), test.truth, ks)
-    ranked = _metrics(
-        _ranked_lists(test, ranker.predict(test.features[:, _cols(test, ranker)]), max(ks)),
-        test.truth,
-        ks,
-    )
+    scores = ranker.predict(test.features[:, feature_columns(test.names, ranker.features)])
+    ranked = _metrics(_ranked_lists(test, scores, max(ks)), test.truth, ks)
     result: dict[str, Any] = {
         "users": len(test.users),
         "candidates_per_user": float(np.diff(test.candidates.offsets).mean()),
@@ -110,7 +107,7 @@ def _ablation(
             fit_fold = _drop_retriever(training, dropped_retriever, settings)
             test_fold = _drop_retriever(test, dropped_retriever, settings)
         model = fit_on(fit_fold, names, settings)
-        scores = model.predict(test_fold.features[:, [test_fold.names.index(n) for n in names]])
+        scores = model.predict(test_fold.features[:, feature_columns(test_fold.names, names)])
         found = _metrics(_ranked_lists(test_fold, scores, max(ks)), test_fold.truth, ks)
         results[label] = {key: float(values.mean()) for key, values in found.items()}
     return results
@@ -139,7 +136,7 @@ def _latency(fold: Fold, ranker: LambdaRanker, settings: RankerSettings) -> dict
     n_users = int(max(fold.history["user"].max(), fold.users.max())) + 1
     seen = interaction_matrix(fold.history, n_users, fold.tables.n_items)
     candidate_ms, feature_ms, sizes = [], [], []
-    columns = _cols(fold, ranker)
+    columns = feature_columns(fold.names, ranker.features)
     for position in range(count):
         user = int(fold.users[position])
         started = time.perf_counter()
@@ -166,13 +163,6 @@ def _latency(fold: Fold, ranker: LambdaRanker, settings: RankerSettings) -> dict
         "candidates_median_ms": float(np.median(candidate_ms)),
         "features_and_rank_median_ms": float(np.median(feature_ms)),
     }
-
-
-def _cols(fold: Fold, ranker: LambdaRanker) -> list[int]:
-    missing = sorted(set(ranker.features) - set(fold.names))
-    if missing:
-        raise ClrecError(f"the ranker reads features this stage lacks: {', '.join(missing)}")
-    return [fold.names.index(name) for name in ranker.features]
 
 
 def _without(names: list[str], dropped: tuple[str, ...] | list[str]) -> list[str]:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from clrec.errors import ClrecError
 from clrec.ranking.candidates import Candidates, RetrieverName, recent_mask
 
 ITEM_FEATURES = ("item_popularity", "item_recent_popularity", "item_age_days")
@@ -254,6 +255,15 @@ def _tag_overlap(
     return out
 
 
+def feature_columns(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """Positions of the ``wanted`` feature names among the ``available`` columns; a name
+    the columns lack is a clear error."""
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise ClrecError(f"the ranker reads features this stage lacks: {', '.join(missing)}")
+    return [list(available).index(name) for name in wanted]
+
+
 def batch_features(
     tables: FeatureTables,
     histories: Sequence[np.ndarray],
@@ -303,6 +313,7 @@ __all__ = [
     "KNN_FEATURES",
     "FeatureTables",
     "batch_features",
+    "feature_columns",
     "feature_names",
     "ordered_histories",
     "retriever_features",

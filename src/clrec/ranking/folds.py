@@ -34,6 +34,7 @@ from clrec.ranking.cross_encoder import CrossEncoderConfig, CrossEncoderRanker
 from clrec.ranking.features import (
     FeatureTables,
     batch_features,
+    feature_columns,
     feature_names,
     ordered_histories,
 )
@@ -225,7 +226,7 @@ def build_fold(
 def fit_on(fold: Fold, names: list[str], settings: RankerSettings) -> LambdaRanker:
     """LambdaRank on the fold's users with at least one label among their candidates,
     reading the columns ``names`` (a subset of the fold's)."""
-    columns = [fold.names.index(name) for name in names]
+    columns = feature_columns(fold.names, names)
     counts = np.diff(fold.candidates.offsets)  # (U,)
     positives = fold.candidates.per_user(fold.labels)  # (U,)
     useful = (counts > 0) & (positives > 0)  # (U,) groups with a positive

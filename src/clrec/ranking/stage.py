@@ -29,6 +29,7 @@ from clrec.ranking.candidates import CandidateConfig, Retrievers
 from clrec.ranking.features import (
     CLICK_FEATURE,
     FeatureTables,
+    feature_columns,
     feature_names,
     ordered_histories,
     user_features,
@@ -116,10 +117,10 @@ class RerankStage:
         ranker = LambdaRanker.load(root / MODEL_DIR)
         if tables.n_items != retrievers.n_items:
             raise ClrecError(f"{root}: the stage's tables and retrievers disagree on the items")
-        names = feature_names(config.retrievers)
-        missing = sorted(set(ranker.features) - set(names))
-        if missing:
-            raise ClrecError(f"{root}: the ranker reads features the stage lacks: {missing}")
+        try:
+            columns = feature_columns(feature_names(config.retrievers), ranker.features)
+        except ClrecError as error:
+            raise ClrecError(f"{root}: {error}") from None
         return cls(
             ranker,
             retrievers,
@@ -128,7 +129,7 @@ class RerankStage:
                 str(user): np.asarray(items, dtype=np.int64)
                 for user, items in zip(histories["id"], histories["items"], strict=True)
             },
-            [names.index(name) for name in ranker.features],
+            columns,
         )
 
     @property
