@@ -30,11 +30,10 @@ MARKER_FILE = "store.json"
 
 @dataclass(frozen=True)
 class StoreRecord:
-    """What the data folder knows of its store, and what the store says now."""
+    """The store's identity, and the one the data folder had recorded."""
 
     identity: int
     recorded: int | None  # None: the folder had no record (a first start)
-    problems: list[str]
 
 
 def guard_store(store: Store, data_dir: str | Path, new_store: bool = False) -> StoreRecord:
@@ -62,7 +61,7 @@ def guard_store(store: Store, data_dir: str | Path, new_store: bool = False) -> 
         if recorded is not None:
             logger.warning("starting over on a new store (%s → %s)", recorded, identity)
         write_record(marker, identity)
-    return StoreRecord(identity, recorded, problems)
+    return StoreRecord(identity, recorded)
 
 
 def read_record(marker: Path) -> int | None:
