@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from clrec.data.matrix import interaction_matrix
 from clrec.evaluation.metrics import ndcg_at_k, recall_at_k
 from clrec.ranking.click import classify_test_pairs
 from clrec.ranking.cross_encoder import CrossEncoderRanker
@@ -46,8 +45,7 @@ def evaluate_stage(
     the bootstrap interval, the ablation (when ``training`` is given) and the cost."""
     test = build_fold(parts, content, parts.split.valid, parts.split.test, settings, click)
     ks = settings.ks
-    exclude = interaction_matrix(test.history, parts.dataset.n_users, parts.dataset.n_items)
-    alone = retrieve(parts.retriever, test.users, max(ks), exclude)  # (U, K)
+    alone = retrieve(parts.retriever, test.users, max(ks), test.seen)  # (U, K)
     base = _metrics(alone, test.truth, ks)
     fresh = _metrics(_model_lists(test, max(ks)), test.truth, ks)
     scores = ranker.predict(test.features[:, feature_columns(test.names, ranker.features)])
@@ -133,15 +131,13 @@ def _latency(fold: Fold, ranker: LambdaRanker, settings: RankerSettings) -> dict
     if fold.retrievers.model_scores is None or not count:
         return {"users": 0}
     model_scores = fold.retrievers.model_scores(fold.users[:count])  # (n, I)
-    n_users = int(max(fold.history["user"].max(), fold.users.max())) + 1
-    seen = interaction_matrix(fold.history, n_users, fold.tables.n_items)
     candidate_ms, feature_ms, sizes = [], [], []
     columns = feature_columns(fold.names, ranker.features)
     for position in range(count):
         user = int(fold.users[position])
         started = time.perf_counter()
         found = fold.retrievers.user_candidates(
-            model_scores[position], fold.histories[position], seen[user].indices
+            model_scores[position], fold.histories[position], fold.seen[user].indices
         )
         candidate_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()

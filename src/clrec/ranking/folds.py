@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from clrec.data.matrix import interaction_matrix
 from clrec.data.schema import Dataset
@@ -153,6 +154,7 @@ class Fold:
     truth: list[set[int]]  # (U,) each user's label items
     names: list[str]
     history: pd.DataFrame
+    seen: sp.csr_matrix  # (all users, I) the history, binary: what is never proposed
     retrievers: Retrievers
     tables: FeatureTables
     histories: list[np.ndarray]
@@ -217,6 +219,7 @@ def build_fold(
         [truth_frame.get(int(u), set()) for u in users],
         feature_names(config.retrievers, click=probabilities is not None),
         history,
+        seen,
         retrievers,
         tables,
         histories,
