@@ -16,7 +16,8 @@ becomes a feature, and its own classification metrics are reported.
 Usage::
 
     python bench/ranker.py --run RUN --config CONFIG [--set KEY=VALUE ...] \\
-        [--run RUN --config CONFIG ...] [--click-model head] [--append [BENCHMARKS.md]]
+        [--run RUN --config CONFIG ...] [--click-model head] [--from-zero] [--no-ablation]
+        [--append [BENCHMARKS.md]]
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ def settings_from(args: argparse.Namespace) -> RankerSettings:
                 progress=False,
             ),
         )
-    return RankerSettings(lambdarank=LambdaRankConfig(seed=args.seed), click=click, progress=False)
+    base = None if args.from_zero else LambdaRankConfig.base_feature
+    return RankerSettings(
+        lambdarank=LambdaRankConfig(seed=args.seed, base_feature=base),
+        click=click,
+        ablation=not args.no_ablation,
+        progress=False,
+    )
 
 
 def run_one(
@@ -159,6 +166,7 @@ def notes(args: argparse.Namespace) -> str:
         "train, labels = valid; test fold: history = train + valid (valid folded into the "
         "model as events), labels = test, every test user. "
         f"Click model: {args.click_model}."
+        + (" Trees from zero (not boosted from the model's score)." if args.from_zero else "")
     )
 
 
@@ -178,6 +186,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=None, help="click model minutes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--from-zero", action="store_true", help="trees from zero, not boosted from the model"
+    )
+    parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--append", nargs="?", type=Path, const=Path("BENCHMARKS.md"), default=None)
     args = parser.parse_args(argv)
     if args.config and len(args.config) != len(args.run):
@@ -190,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     configs: list[Path | None] = list(args.config) or [None] * len(args.run)
     reports = []
     for run, config in zip(args.run, configs, strict=True):
-        out = args.out / f"{run.name}-{args.click_model}"
+        variant = "-from-zero" if args.from_zero else ""
+        out = args.out / f"{run.name}-{args.click_model}{variant}"
         reports.append(run_one(run, config, args.set, out, args))
     parts = (notes(args), main_table(reports), ablation_table(reports), detail_lines(reports))
     text = "\n\n".join(part for part in parts if part)
