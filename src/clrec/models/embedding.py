@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from clrec.encoders.featurizer import ItemFeaturizer
 
 Similarity = Literal["cosine", "dot"]
+# what a model's explanations can split: "history" — a trained user's score over their history
+# items (a new user's always splits); "content" — the item's side over its content modalities
+ExplanationKind = Literal["history", "content"]
 # recency weights are kept relative to a running scale; below this the scale is folded back
 # into the weights (amortised O(1) per event), so nothing underflows
 _MIN_SCALE = 1e-100
@@ -76,13 +79,15 @@ class UserState:
 @dataclass(frozen=True)
 class Attribution:
     """One score split into the user's ID part and one term per history item: ``score =
-    user + history.sum()`` (exact for pooled-history models: the pooled mean and the EASE
-    prior are both sums over the history)."""
+    user + history.sum() + other`` (exact for pooled-history models: the pooled mean and the
+    EASE prior are both sums over the history). ``other`` is the history the model does not
+    know as items (items added after training, profile texts): one term for all of it."""
 
     score: float
     user: float  # the ID part's term
     items: np.ndarray  # (H,) model item rows of the history
     history: np.ndarray  # (H,) each history item's term
+    other: float = 0.0
 
 
 @runtime_checkable
@@ -111,6 +116,10 @@ class EmbeddingModel(Protocol):
     @property
     def featurizer(self) -> ItemFeaturizer | None:
         """The fitted item featuriser (None: the model reads no content)."""
+
+    @property
+    def explanations(self) -> frozenset[ExplanationKind]:
+        """What :meth:`explain` and :meth:`explain_item` can split beyond the ID parts."""
 
     def item_vectors(self) -> np.ndarray:
         """``(I, D)`` float32 index-space item vectors."""
@@ -147,6 +156,19 @@ class EmbeddingModel(Protocol):
         """The user's score of one item (index-space ``vector`` ``(D,)``, model row ``item``,
         -1 for an item the model does not know) split into the user's ID part and one term
         per history item; a user the history does not move is all ID part."""
+
+    def explain_item(
+        self,
+        state: UserState,
+        vector: np.ndarray,
+        item: int,
+        content: Mapping[str, np.ndarray] | None,
+    ) -> dict[str, float]:
+        """The same score split over the item's side (history-space ``vector`` ``(D,)``,
+        model row ``item``): ``"id"`` (the item's vector apart from its content), one term per
+        content modality when ``content`` (the featuriser's ``(1, d_m)`` matrices) is given
+        and the model reads content, and ``"prior"`` for a model with one; they sum to the
+        score."""
 
     def user_state_without(self, state: UserState, item: int) -> UserState:
         """A copy of ``state`` whose history never held model row ``item`` (the
@@ -252,20 +274,28 @@ class PooledUsers:
         return state.vector
 
     def parts(self, state: UserState) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """The user's vector as a sum: the ID part ``(D,)``, the history rows ``(H,)`` (each
-        once), each row's term of the pooled mean ``(H, D)`` and the factor applied to the
-        sum (``1 / ‖sum‖`` for cosine models, else 1). ``vector(state)`` equals
-        ``factor · (id + terms.sum(0))`` up to float error."""
+        """The user's vector as a sum: the history rows ``(H,)`` (each once), each row's
+        term of the pooled mean ``(H, D)``, the term ``(D,)`` of what the history holds that
+        the model does not know as items (added items, profile texts; zeros without), and
+        the factor applied to the sum (``1 / ‖sum‖`` for cosine models, else 1).
+        ``vector(state)`` equals ``factor · (id_part + terms.sum(0) + other)``."""
         rows, weights = self.prior_input(state)  # (n,), (n,) actual weights
         unique, inverse = np.unique(rows, return_inverse=True)  # a repeated row adds up
         summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
-        share = summed / summed.sum() if summed.sum() > 0 else summed  # (H,)
+        total_weight = float(summed.sum())
+        if state.pooled is not None and state.weight > 0:  # may hold more than model items
+            total_weight = state.weight * state.scale
+        share = summed / total_weight if total_weight > 0 else summed  # (H,)
         terms = share[:, None] * self.history_vectors[unique].astype(np.float64)  # (H, D)
-        total = state.id_part + terms.sum(axis=0)  # (D,)
+        other = np.zeros_like(state.id_part)  # (D,)
+        if state.pooled is not None and state.weight > 0:
+            other = state.pooled / state.weight - terms.sum(axis=0)
+            other[np.abs(other) < 1e-12] = 0.0
         factor = 1.0
         if self.similarity == "cosine":
-            factor = 1.0 / max(float(np.linalg.norm(total)), 1e-12)
-        return unique, terms, total, factor
+            whole = state.id_part + terms.sum(axis=0) + other  # (D,)
+            factor = 1.0 / max(float(np.linalg.norm(whole)), 1e-12)
+        return unique, terms, other, factor
 
     def without(self, state: UserState, row: int) -> UserState:
         """A copy of ``state`` as if item ``row`` had never been in the history (the
@@ -337,6 +367,12 @@ class PooledUserModel:
     def user_vector(self, state: UserState) -> np.ndarray:
         return self.pooled_users().vector(state)
 
+    @property
+    def explanations(self) -> frozenset[ExplanationKind]:
+        """BPR-MF and LightGCN: trained users are ID vectors (only a new user's score splits
+        over their history) and items are ID vectors."""
+        return frozenset()
+
     def explain(self, state: UserState, vector: np.ndarray, item: int) -> Attribution:
         """The dot product's split (the score of BPR-MF and LightGCN); models with more in
         their score (the clrec model's temperature and prior) extend it."""
@@ -345,10 +381,24 @@ class PooledUserModel:
         if state.fixed is not None:
             score = float(np.asarray(state.fixed, np.float64) @ x)
             return Attribution(score, score, np.zeros(0, np.int64), np.zeros(0))
-        rows, terms, _, factor = self.pooled_users().parts(state)  # (H,), (H, D)
+        rows, terms, other, factor = self.pooled_users().parts(state)  # (H,), (H, D), (D,)
         user = factor * float(state.id_part @ x)
         history = factor * (terms @ x)  # (H,)
-        return Attribution(user + float(history.sum()), user, rows, history)
+        rest = factor * float(other @ x)
+        return Attribution(user + float(history.sum()) + rest, user, rows, history, rest)
+
+    def explain_item(
+        self,
+        state: UserState,
+        vector: np.ndarray,
+        item: int,
+        content: Mapping[str, np.ndarray] | None,
+    ) -> dict[str, float]:
+        """A plain dot product with an ID vector (history space = index space here): all of
+        the score is the item's ID part."""
+        del item, content
+        user = np.asarray(self.user_vector(state), np.float64)  # (D,)
+        return {"id": float(user @ np.asarray(vector, np.float64))}
 
     def user_state_without(self, state: UserState, item: int) -> UserState:
         return self.pooled_users().without(state, item)
@@ -357,6 +407,7 @@ class PooledUserModel:
 __all__ = [
     "Attribution",
     "EmbeddingModel",
+    "ExplanationKind",
     "PooledUserModel",
     "PooledUsers",
     "Similarity",

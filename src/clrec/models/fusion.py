@@ -57,6 +57,17 @@ class ModalityFusion(nn.Module):
     ) -> Tensor:
         """Fused ``(N, out_dim)`` from ``features[m]`` ``(N, d_m)`` (NaN-free) and ``present[m]``
         ``(N,)`` bool; an item with no modality gets a zero vector."""
+        return self.parts(features, present, generator).sum(dim=1)
+
+    def parts(
+        self,
+        features: dict[str, Tensor],
+        present: dict[str, Tensor],
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Each modality's weighted term ``a_m h_m`` ``(N, M, out_dim)`` (modalities in
+        :attr:`names` order; the fused vector is their sum, so a score that is linear in it
+        splits exactly by modality)."""
         projected = torch.stack([self.projections[m](features[m]) for m in self.names], 1)
         # (N, M, D)
         mask = torch.stack([present[m] for m in self.names], dim=1)  # (N, M)
@@ -68,7 +79,7 @@ class ModalityFusion(nn.Module):
             logits = torch.zeros(mask.shape, device=projected.device)
         logits = logits.masked_fill(~mask, -torch.inf)
         weights = torch.softmax(logits, dim=1).nan_to_num(0.0)  # (N, M); all-missing rows → 0
-        return (weights.unsqueeze(2) * projected).sum(dim=1)  # (N, D)
+        return weights.unsqueeze(2) * projected  # (N, M, D)
 
 
 def _projection(in_dim: int, out_dim: int, hidden: int) -> nn.Module:

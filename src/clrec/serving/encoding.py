@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
 from clrec.errors import ClrecError
 from clrec.serving.artifact import Artifact
+
+_Result = TypeVar("_Result")
 
 RETRY_AFTER_S = 1
 """Seconds a client is asked to wait after an :class:`OverloadedError`."""
@@ -45,6 +48,17 @@ class QueuedEncoder:
     def embed_row(self, content: Mapping[str, str | None]) -> np.ndarray:
         """One item's history-space vector ``(D,)`` from its fields; OverloadedError when
         ``max_waiting`` callers already wait."""
+        vector: np.ndarray = self._queued(lambda: self.artifact.embed_items([dict(content)]))[0]
+        return vector
+
+    def features(self, content: Mapping[str, str | None]) -> dict[str, np.ndarray]:
+        """One item's content matrices ``{modality: (1, d_m)}`` (what the model's fusion
+        reads), through the same queue."""
+        return self._queued(lambda: self.artifact.featurize([dict(content)]))
+
+    def _queued(self, work: Callable[[], _Result]) -> _Result:
+        """``work()`` with the encoders to itself; OverloadedError when ``max_waiting``
+        callers already wait."""
         with self._gate:
             if self._waiting >= self.max_waiting:
                 raise OverloadedError(
@@ -54,8 +68,7 @@ class QueuedEncoder:
             self._waiting += 1
         try:
             with self._lock:
-                vector: np.ndarray = self.artifact.embed_items([dict(content)])[0]
-                return vector
+                return work()
         finally:
             with self._gate:
                 self._waiting -= 1

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +29,8 @@ logger = logging.getLogger("clrec.serving")
 
 INDEX_CACHE_DIR = "index-cache"
 """Folder of ``data_dir`` where built HNSW graphs are kept between restarts."""
+_RECALL_K = 10
+_RECALL_SEED = 0
 
 
 class Rows:
@@ -65,6 +69,7 @@ class ItemTable:
         self.pooled = Rows(self.model.history_vectors())  # (N, D) history space
         self.vectors = Rows(self.model.item_vectors())  # (N, D) index space
         self.content: dict[int, dict[str, str | None]] = {}  # API items' fields
+        self.artifact = artifact
         self.index, self.source = _artifact_index(settings, self.vectors.view, key)
 
     def __len__(self) -> int:
@@ -93,6 +98,46 @@ class ItemTable:
         elif row >= self.n_artifact:
             self.titles[row] = None
         return row
+
+    def fields(self, row: int) -> dict[str, str | None]:
+        """An item's content fields: as written through the API, else the catalogue's."""
+        if row in self.content:
+            return dict(self.content[row])
+        catalogue = self.artifact.catalogue
+        values = catalogue.iloc[row]
+        return {c: text_or_none(values[c]) for c in catalogue.columns if c != "id"}
+
+    def image(self, row: int) -> str | None:
+        """The catalogue's image field of an artifact item when it holds an http(s) URL a
+        browser can show (never a local path, never an API item's field)."""
+        if row >= self.n_artifact:
+            return None
+        catalogue = self.artifact.catalogue
+        for name, kind in self.artifact.item_fields.items():
+            if kind != "image" or name not in catalogue:
+                continue
+            value = text_or_none(catalogue[name].iat[row])
+            if value and value.startswith(("https://", "http://")):
+                return value
+        return None
+
+    def measure_recall(self, users: np.ndarray, sample: int) -> dict[str, Any]:
+        """recall@10 of the index against exact search on up to ``sample`` of the user
+        vectors ``users`` ``(U, D)`` (a fixed draw), and what it cost."""
+        if users.shape[0] == 0:
+            return {"recall@10": None}
+        rng = np.random.default_rng(_RECALL_SEED)
+        count = min(sample, users.shape[0])
+        queries = users[np.sort(rng.choice(users.shape[0], count, replace=False))]  # (S, D)
+        started = time.perf_counter()
+        recall = self.index.recall_against_exact(
+            queries, k=min(_RECALL_K, self.index.size), reference=self.vectors.view
+        )
+        return {
+            "recall@10": round(recall, 4),
+            "recall_sample": count,
+            "recall_seconds": round(time.perf_counter() - started, 4),
+        }
 
     def candidates(
         self, query: np.ndarray, k: int, excluded: np.ndarray | Collection[int], margin: int = 0

@@ -32,19 +32,34 @@ class HistoryEntry(NamedTuple):
     source: Literal["trained", "events"]
 
 
+class Contribution(NamedTuple):
+    """One history item's term of a score, and the item's rank had the user never
+    interacted with it (None: not computed)."""
+
+    id: str
+    title: str | None
+    contribution: float
+    rank_without: int | None
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """Why an item scores what it does for a user (the model's own arithmetic): the score,
-    the user's ID part, the largest history terms ``(item id, title, contribution)``, the
-    item's rank, and its rank without the top contributor (None: no history)."""
+    """Why an item scores what it does for a user (the model's own arithmetic): ``score =
+    user_part + other_part + the sum of every history term``; the largest history terms,
+    the item's rank, and (``item_parts``, when asked for and the model can) the same score
+    split over the item's ID part, content modalities and prior."""
 
-    user: str
-    item: str
     score: float
     user_part: float
-    contributions: list[tuple[str, str | None, float]]
+    other_part: float
+    contributions: list[Contribution]
     rank: int
-    rank_without_top: int | None
+    item_parts: dict[str, float] | None = None
+
+    @property
+    def rank_without_top(self) -> int | None:
+        """The rank without the top contributor (None: no history)."""
+        return self.contributions[0].rank_without if self.contributions else None
 
 
 @dataclass(frozen=True)

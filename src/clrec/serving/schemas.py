@@ -10,7 +10,7 @@ from fastapi import Header, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
-from clrec.serving.state import Scored
+from clrec.serving.results import Explanation, Scored
 
 ExternalId = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
@@ -77,6 +77,11 @@ class UserParams(BaseModel):
         "stage (LambdaRank over retrieval, behaviour and language-model features; scores "
         "become its scores); 422 without one",
     )
+    explain: bool = Field(
+        False,
+        description="add each item's explanation: its three largest history contributions, "
+        "each with the item's rank without it (not with rerank: the trees are not explained)",
+    )
 
 
 class EventIn(BaseModel):
@@ -102,10 +107,44 @@ class ItemScore(BaseModel):
     title: str | None = None
 
 
+class Contribution(BaseModel):
+    """One history item's term of a score, and the item's rank without it."""
+
+    id: str
+    title: str | None = None
+    contribution: float
+    rank_without: int | None = Field(
+        None,
+        description="the item's rank had the user never interacted with this history item "
+        "(their history recomputed without it; given for the top contributors)",
+    )
+
+
+class ScoreExplanation(BaseModel):
+    """Why an item scores what it does for the user, from the model's own arithmetic:
+    ``score = user_part + other_part + the sum of every history item's contribution`` (the
+    largest are listed), and the item's rank among the user's unseen items."""
+
+    user_part: float = Field(description="the user's own (ID) vector's term")
+    other_part: float = Field(
+        0.0,
+        description="the term of history the model does not know as items (items added "
+        "through the API, profile texts)",
+    )
+    contributions: list[Contribution]
+    rank: int
+
+
+class UserItemScore(ItemScore):
+    """One recommended item, with its explanation when asked for (``explain=true``)."""
+
+    explanation: ScoreExplanation | None = None
+
+
 class UserRecommendations(BaseModel):
     user: str
     k: int
-    items: list[ItemScore]
+    items: list[UserItemScore]
 
 
 class QueryRecommendations(BaseModel):
@@ -122,27 +161,17 @@ class SimilarItems(BaseModel):
     items: list[ItemScore]
 
 
-class Contribution(BaseModel):
-    """One history item's term of a score."""
-
-    id: str
-    title: str | None = None
-    contribution: float
-
-
-class ExplanationOut(BaseModel):
-    """Why an item scores what it does for a user: ``score = user_part + the sum of every
-    history item's contribution`` (the model's own arithmetic; the largest are listed), the
-    item's rank among the user's unseen items, and its rank had the user never interacted
-    with the top contributor (null without a history)."""
+class ExplanationOut(ScoreExplanation):
+    """:class:`ScoreExplanation` of one item for one user, the rank without the top
+    contributor (null without a history), and the same score split over the item's side:
+    ``item_parts`` — ``id`` (its vector apart from its content), one term per content
+    modality the model reads, ``prior`` for a model with one — which also sum to it."""
 
     user: str
     item: str
     score: float
-    user_part: float
-    contributions: list[Contribution]
-    rank: int
     rank_without_top: int | None = None
+    item_parts: dict[str, float]
 
 
 class PlacementOut(BaseModel):
@@ -275,6 +304,24 @@ def scored_json(found: list[Scored]) -> list[dict[str, Any]]:
     return [{"id": s.id, "score": s.score, "title": s.title} for s in found]
 
 
+def explanation_json(found: Explanation) -> dict[str, Any]:
+    """``found`` as a JSON-ready :class:`ScoreExplanation`."""
+    return {
+        "user_part": found.user_part,
+        "other_part": found.other_part,
+        "contributions": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "contribution": c.contribution,
+                "rank_without": c.rank_without,
+            }
+            for c in found.contributions
+        ],
+        "rank": found.rank,
+    }
+
+
 __all__ = [
     "DEFAULT_K",
     "PROTECTED",
@@ -292,8 +339,10 @@ __all__ = [
     "QueryRecommendations",
     "Readiness",
     "RecommendationQuery",
+    "ScoreExplanation",
     "SimilarItems",
     "UserHistory",
+    "UserItemScore",
     "UserList",
     "UserParams",
     "UserRecommendations",

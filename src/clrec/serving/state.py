@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -43,9 +44,11 @@ from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.encoding import QueuedEncoder
+from clrec.serving.explaining import UserExplainer
 from clrec.serving.idempotency import Idempotency
-from clrec.serving.items import INDEX_CACHE_DIR, ItemTable, text_or_none
+from clrec.serving.items import INDEX_CACHE_DIR, ItemTable
 from clrec.serving.results import (
+    Contribution,
     Explanation,
     HistoryEntry,
     NotFoundError,
@@ -64,8 +67,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("clrec.serving")
 
 COLD_START_ROUTE = "POST /v1/recommendations"
-_RECALL_K = 10
-_RECALL_SEED = 0
 _SYNC_BATCH = 10_000  # stored events applied per hold of the memory lock
 
 
@@ -126,7 +127,9 @@ class ServiceState:
         state = cls(settings, artifact, store)
         if artifact.has_ranker and settings.ranker != "off":
             state.rerank = artifact.rerank_stage()
-        state._measure_index()
+        state.index_report.update(
+            state.items.measure_recall(state.model.user_vectors(), settings.recall_sample)
+        )
         state._warm_up()
         state.sync()
         logger.info(
@@ -138,31 +141,12 @@ class ServiceState:
         )
         return state
 
-    def _measure_index(self) -> None:
-        """recall@10 of the index against exact search, on a sample of user vectors."""
-        users = self.model.user_vectors()
-        if users.shape[0] == 0:
-            self.index_report["recall@10"] = None
-            return
-        rng = np.random.default_rng(_RECALL_SEED)
-        count = min(self.settings.recall_sample, users.shape[0])
-        sample = users[np.sort(rng.choice(users.shape[0], count, replace=False))]  # (S, D)
-        started = time.perf_counter()
-        recall = self.index.recall_against_exact(
-            sample, k=min(_RECALL_K, self.index.size), reference=self.items.vectors.view
-        )
-        self.index_report["recall@10"] = round(recall, 4)
-        self.index_report["recall_sample"] = count
-        self.index_report["recall_seconds"] = round(time.perf_counter() - started, 4)
-
     def _warm_up(self) -> None:
         """Load the content encoders now, not on the first request, and before threads race
         to load them."""
         if self.artifact.content_modalities and self.artifact.n_items:
-            first = self.artifact.catalogue.iloc[0]
-            row = {c: text_or_none(first[c]) for c in self.artifact.catalogue.columns if c != "id"}
             try:
-                self.artifact.embed_items([row])
+                self.artifact.embed_items([self.items.fields(0)])
             except ClrecError as error:  # the first item may lack content; not fatal
                 logger.debug("content encoder warm-up skipped: %s", error)
 
@@ -294,19 +278,8 @@ class ServiceState:
                 (r, "events") for r in sorted(recorded, key=ids.__getitem__)
             ]
             rows += [(r, "trained") for r in trained if r not in recorded]
-            catalogue = self.artifact.catalogue
-            kinds = self.artifact.item_fields
-            images = [n for n, kind in kinds.items() if kind == "image" and n in catalogue]
-            entries = []
-            for row, source in rows[:limit]:
-                image = None
-                if row < self.items.n_artifact:
-                    for name in images:
-                        value = text_or_none(catalogue[name].iat[row])
-                        if value and value.startswith(("https://", "http://")):
-                            image = value
-                            break
-                entries.append(HistoryEntry(ids[row], self.items.titles[row], image, source))
+            titles, image = self.items.titles, self.items.image
+            entries = [HistoryEntry(ids[r], titles[r], image(r), src) for r, src in rows[:limit]]
             return entries, len(rows)
 
     def find_users(self, prefix: str, limit: int) -> tuple[list[str], int]:
@@ -487,53 +460,66 @@ class ServiceState:
             for row, score in zip(rows[order].tolist(), scores[order].tolist(), strict=True)
         ]
 
-    def explain(self, user_id: str, item_id: str, top: int) -> Explanation:
+    def explain(self, user_id: str, item_id: str, top: int, counterfactuals: int) -> Explanation:
         """Why ``item_id`` scores what it does for ``user_id``: the model's split of the
-        score (:meth:`EmbeddingModel.explain`), the ``top`` largest history terms, the rank,
-        and the rank with the top contributor removed from the history."""
+        score with its ``top`` largest history terms (the rank without each of the first
+        ``counterfactuals``), and the split over the item's side (content matrices from the
+        encoder queue when the model reads content)."""
         with self._lock:
-            state = self._known_state(user_id)
             row = self.items.row.get(item_id)
             if row is None:
                 raise NotFoundError(f"unknown item {item_id!r}")
-            model_row = row if row < self.model.n_items else -1
-            split = self.model.explain(state, self.items.vectors.view[row], model_row)
-            order = np.argsort(-split.history, kind="stable")[:top]
-            ids, titles = self.items.ids, self.items.titles
-            terms = [(split.items[i], float(split.history[i])) for i in order.tolist()]
-            rank = self._placement(user_id, row).rank
-            without = None
-            if terms:
-                removed = int(terms[0][0])
-                changed = self.model.user_state_without(state, removed)
-                without = self._placement(user_id, row, changed, forget=removed).rank
-            return Explanation(
-                user_id,
-                item_id,
-                split.score,
-                split.user,
-                [(ids[r], titles[r], value) for r, value in terms],
-                rank,
-                without,
-            )
+            self._known_state(user_id)
+            fields = self.items.fields(row)
+        content = None
+        if "content" in self.model.explanations:  # the encoders work outside the memory lock
+            content = self.encoder.features(fields)
+        with self._lock:
+            explainer = self._explainer(user_id, self._known_state(user_id))
+            found = self._explanation(explainer, row, top, counterfactuals)
+            parts = explainer.explain_item(row, self.items.pooled.view[row], content)
+            return replace(found, item_parts=parts)
 
-    def _placement(
-        self, user_id: str, row: int, state: UserState | None = None, forget: int = -1
-    ) -> Placement:
-        """Rank and score of ``row`` among every item ``user_id`` has not seen (scored for
-        ``state``, else the user's own; ``forget``: an item counted as never seen)."""
-        state = state or self.users.state(user_id)
-        assert state is not None  # put_item checked the user
+    def explained_recommendations(
+        self, user_id: str, k: int, *, exclude_seen: bool, exclude_ids: Iterable[str], top: int
+    ) -> list[tuple[Scored, Explanation]]:
+        """:meth:`recommend_user`'s items, each with its explanation (``top`` history terms,
+        each with its counterfactual rank)."""
+        with self._lock:
+            found = self.recommend_user(
+                user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude_ids
+            )
+            explainer = self._explainer(user_id, self._known_state(user_id))
+            row = self.items.row
+            return [(s, self._explanation(explainer, row[s.id], top, top)) for s in found]
+
+    def _explainer(self, user_id: str, state: UserState) -> UserExplainer:
+        """Hold the lock. The user's explainer: every item scored, their seen items out."""
         seen = set(self.users.seen.get(user_id, set()))
         if state.user is not None:
             seen.update(self.artifact.seen_items(state.user).tolist())
-        seen.discard(forget)
-        scores = self._scores(state, np.arange(self.n_items, dtype=np.int64))  # (N,)
-        open_rows = np.ones(self.n_items, dtype=bool)
-        open_rows[list(seen)] = False
-        open_rows[row] = True
-        rank = 1 + int((scores[open_rows] > scores[row]).sum())
-        return Placement(user_id, rank, float(scores[row]), int(open_rows.sum()), row in seen)
+        return UserExplainer(self.model, self.items.vectors.view, state, seen)
+
+    def _explanation(
+        self, explainer: UserExplainer, row: int, top: int, counterfactuals: int
+    ) -> Explanation:
+        split, terms = explainer.explain(row, top, counterfactuals)
+        ids, titles = self.items.ids, self.items.titles
+        return Explanation(
+            split.score,
+            split.user,
+            split.other,
+            [Contribution(ids[r], titles[r], value, rank) for r, value, rank in terms],
+            explainer.rank(row),
+        )
+
+    def _placement(self, user_id: str, row: int) -> Placement:
+        """Rank and score of ``row`` among every item ``user_id`` has not seen."""
+        explainer = self._explainer(user_id, self._known_state(user_id))  # put_item checked
+        rank, score = explainer.rank(row), float(explainer.scores[row])
+        return Placement(
+            user_id, rank, score, explainer.competing(row), not bool(explainer.open[row])
+        )
 
 
 __all__ = [

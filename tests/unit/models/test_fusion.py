@@ -107,6 +107,23 @@ def test_attention_weights_are_a_softmax_over_present_modalities() -> None:
     assert not torch.allclose(fused[3], mean)
 
 
+def test_parts_are_each_modalitys_weighted_term_and_sum_to_the_fused_vector() -> None:
+    """What an explanation splits an item by: one term per modality (in name order), zero
+    for a missing one, a present single modality's term its whole projection."""
+    fusion = _fusion("attention")
+    features, present = _inputs()
+    with torch.no_grad():
+        parts = fusion.parts(features, present)  # (N, M, D)
+        fused = fusion(features, present)
+        p = _projections(fusion, features)
+    assert fusion.names == ["image", "tags", "text"] and parts.shape == (N, 3, 8)
+    torch.testing.assert_close(parts.sum(dim=1), fused)
+    assert torch.equal(parts[1, 0], torch.zeros(8)) and torch.equal(parts[1, 1], torch.zeros(8))
+    torch.testing.assert_close(parts[1, 2], p["text"][1], rtol=0, atol=1e-6)
+    assert torch.equal(parts[4], torch.zeros(3, 8))
+    assert all(float(parts[0, m].norm()) > 0 for m in range(3))
+
+
 def test_modality_dropout_keeps_one_modality_and_is_seeded() -> None:
     fusion = _fusion(modality_dropout=0.9).train()
     n = 400

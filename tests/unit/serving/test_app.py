@@ -972,12 +972,12 @@ def test_a_failing_sync_shows_in_the_metrics(
     assert state.sync_failures == 3 and "clrec_sync_failures 3.0" in text
 
 
-def test_an_explanation_adds_up_and_its_counterfactual_is_served(
+def test_an_explanation_adds_up_and_its_counterfactuals_are_served(
     make_service: ServiceFactory,
 ) -> None:
-    """GET /v1/users/{id}/explain/{item}: the parts sum to the served score, and the rank
-    without the top contributor is the rank served to a user who posted the same history
-    without that item."""
+    """GET /v1/users/{id}/explain/{item}: the parts sum to the served score (over the history
+    and over the item's side), and the rank without each of the top contributors is the rank
+    served to a user who posted the same history without that item."""
     service = make_service(data="explain")
     history = ["m1", "m2", "m7", "m12"]
     service.post("/v1/events", [{"user": "walk-a", "item": i, "kind": "click"} for i in history])
@@ -987,16 +987,52 @@ def test_an_explanation_adds_up_and_its_counterfactual_is_served(
     found = answer.json()
     parts = found["user_part"] + sum(c["contribution"] for c in found["contributions"])
     assert found["score"] == pytest.approx(top["score"], abs=1e-4)
-    assert parts == pytest.approx(found["score"], abs=1e-5)
-    assert found["user_part"] == 0.0 and found["rank"] == 1
+    assert parts + found["other_part"] == pytest.approx(found["score"], abs=1e-5)
+    assert found["user_part"] == 0.0 and found["other_part"] == 0.0 and found["rank"] == 1
+    assert set(found["item_parts"]) == {"id", "tags", "prior"}
+    assert sum(found["item_parts"].values()) == pytest.approx(found["score"], abs=1e-5)
     assert {c["id"] for c in found["contributions"]} == set(history)
-    removed = found["contributions"][0]["id"]
-    rest = [i for i in history if i != removed]
-    service.post("/v1/events", [{"user": "walk-b", "item": i, "kind": "click"} for i in rest])
-    placed = service.get(f"/v1/users/walk-b/explain/{top['id']}").json()
-    assert found["rank_without_top"] == placed["rank"]
+    terms = [c["contribution"] for c in found["contributions"]]
+    assert terms == sorted(terms, reverse=True)
+    counterfactual = [c for c in found["contributions"] if c["rank_without"] is not None]
+    assert len(counterfactual) == 3 and counterfactual == found["contributions"][:3]
+    assert found["rank_without_top"] == counterfactual[0]["rank_without"]
+    for n, contribution in enumerate(counterfactual):
+        rest = [i for i in history if i != contribution["id"]]
+        replayed = f"walk-b{n}"
+        service.post("/v1/events", [{"user": replayed, "item": i, "kind": "click"} for i in rest])
+        placed = service.get(f"/v1/users/{replayed}/explain/{top['id']}").json()
+        assert contribution["rank_without"] == placed["rank"]
+    none = service.get(f"/v1/users/walk-a/explain/{top['id']}", counterfactuals=0).json()
+    assert none["rank_without_top"] is None and none["item_parts"] == found["item_parts"]
     # a trained user: the ID part and the training history
     trained = service.get("/v1/users/u3/explain/m5").json()
     assert trained["user_part"] != 0.0 and trained["contributions"]
     assert service.get("/v1/users/u3/explain/nothing").status_code == 404
     assert service.get("/v1/users/nobody/explain/m5").status_code == 404
+
+
+def test_recommendations_explained_match_the_explain_route(make_service: ServiceFactory) -> None:
+    """explain=true adds to each recommended item the explain route's answer (its rank is
+    its place in the list, its top three contributors with their counterfactual ranks); not
+    with rerank; an item added through the API is explained like any other."""
+    service = make_service(data="explained")
+    fresh = service.put("/v1/items/fresh", {"title": "Fresh", "genres": "Comedy|Drama"})
+    assert fresh.status_code == 201, fresh.text
+    events = [{"user": "u3", "item": i, "kind": "click"} for i in ("m4", "fresh")]
+    service.post("/v1/events", events)
+    plain = service.get("/v1/users/u3/recommendations", k=5).json()["items"]
+    answer = service.get("/v1/users/u3/recommendations", k=5, explain="true")
+    assert answer.status_code == 200, answer.text
+    items = answer.json()["items"]
+    assert [(i["id"], i["score"]) for i in items] == [(i["id"], i["score"]) for i in plain]
+    for place, item in enumerate(items, start=1):
+        explained = item["explanation"]
+        assert explained["rank"] == place
+        single = service.get(f"/v1/users/u3/explain/{item['id']}", k=3).json()
+        assert explained["contributions"] == single["contributions"]
+        assert explained["other_part"] == pytest.approx(single["other_part"])
+        assert explained["other_part"] != 0.0  # "fresh" is no model item
+        assert all(c["rank_without"] is not None for c in explained["contributions"])
+    both = service.get("/v1/users/u3/recommendations", explain="true", rerank="true")
+    assert both.status_code == 422 and "explain" in both.json()["detail"]

@@ -1,8 +1,10 @@
-"""Explanations from the model's own arithmetic (issue 23, first part): the clrec model's score
-of an item splits exactly into the user's ID part and one term per history item — the pooled
-mean and the EASE prior are both sums over the history — for a trained user, after real-time
-events and for a user known only by events; and the counterfactual user without an item is
-the user who posted the same history without it."""
+"""Explanations from the model's own arithmetic (issue 23): the clrec model's score of an item
+splits exactly into the user's ID part, one term per history item (the pooled mean and the
+EASE prior are both sums over the history) and one term for history the model does not know
+as items — for a trained user, after real-time events and for a user known only by events;
+the same score splits over the item's ID part, content modalities and prior; the
+counterfactual user without an item is the user who posted the same history without it; a
+model of ID vectors declares that it splits nothing further."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from clrec.models.clrec import ClrecRecommender
-from clrec.serving.artifact import load_artifact
+from clrec.serving.artifact import Artifact, load_artifact
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +24,20 @@ def model(clrec_artifact: Path) -> ClrecRecommender:
     return loaded
 
 
+def _fields(art: Artifact, item: int) -> dict[str, object]:
+    """An artifact item's content fields, as the service reads them."""
+    return {c: art.catalogue[c].iat[item] for c in art.catalogue.columns if c != "id"}
+
+
 def _check_additive(model: ClrecRecommender, state: object) -> None:
     vectors = model.item_vectors()  # (I, D) index space
     rows = np.arange(model.n_items)
     served = model.score_user(state, vectors, rows)  # type: ignore[arg-type]
     for item in range(model.n_items):
         split = model.explain(state, vectors[item], item)  # type: ignore[arg-type]
-        assert split.score == pytest.approx(split.user + split.history.sum(), abs=1e-9)
+        assert split.score == pytest.approx(
+            split.user + split.history.sum() + split.other, abs=1e-9
+        )
         assert split.score == pytest.approx(float(served[item]), abs=1e-4)
         assert len(split.items) == len(split.history)
 
@@ -76,3 +85,63 @@ def test_the_counterfactual_user_is_the_history_without_the_item(
     rank_before = int((before > before[target]).sum())
     rank_after = int((after > after[target]).sum())
     assert rank_after >= rank_before
+
+
+def test_history_the_model_does_not_know_is_one_more_exact_term(
+    model: ClrecRecommender, clrec_artifact: Path
+) -> None:
+    """A profile text (or an item added after training) moves the user's vector but is no
+    model item: it is the ``other`` term, and the parts still add up to the served score."""
+    art = load_artifact(clrec_artifact)
+    profile = art.embed_items([_fields(art, 0)])[0]  # (D,) history space, as a profile
+    user = model.user_state(None)
+    model.add_event(user, 2, model.pooled_users().history_vectors[2])
+    model.add_event(user, None, profile)
+    split = model.explain(user, model.item_vectors()[4], 4)
+    assert split.other != 0.0 and split.items.tolist() == [2]
+    _check_additive(model, user)
+    trained = model.user_state(5)
+    model.add_event(trained, model.n_items + 3, profile)  # an item added through the API
+    assert model.explain(trained, model.item_vectors()[1], 1).other != 0.0
+    _check_additive(model, trained)
+
+
+def test_the_item_side_splits_into_id_content_and_prior(
+    model: ClrecRecommender, clrec_artifact: Path
+) -> None:
+    """The same score split over the item: its ID part, each content modality, the prior —
+    exact; an item embedded from its content alone has no ID part."""
+    art = load_artifact(clrec_artifact)
+    assert model.explanations == frozenset({"history", "content"})
+    user = model.user_state(3)
+    vectors, pooled = model.item_vectors(), model.history_vectors()
+    served = model.score_user(user, vectors, np.arange(model.n_items))
+    for item in (0, 4, 11):
+        split = model.explain_item(user, pooled[item], item, art.featurize([_fields(art, item)]))
+        assert set(split) == {"id", "tags", "prior"}
+        assert sum(split.values()) == pytest.approx(float(served[item]), abs=1e-4)
+        assert split["id"] != 0.0 and split["tags"] != 0.0
+        without_content = model.explain_item(user, pooled[item], item, None)
+        assert set(without_content) == {"id", "prior"}
+        assert sum(without_content.values()) == pytest.approx(float(served[item]), abs=1e-4)
+    content = art.featurize([{**_fields(art, 3), "title": "A film never seen"}])
+    fresh = model.embed_items(content)[0]  # (D,) history space: content only
+    split = model.explain_item(user, fresh, -1, content)
+    assert set(split) == {"id", "tags"} and split["id"] == pytest.approx(0.0, abs=1e-6)
+    index = model.index_vectors(fresh[None, :])  # (1, D)
+    expected = float(model.score_user(user, index, np.array([-1]))[0])
+    assert split["tags"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_model_of_id_vectors_says_what_it_can(bpr_artifact: Path) -> None:
+    """BPR-MF: a trained user's score is all ID parts, and it declares no more."""
+    bpr = load_artifact(bpr_artifact).model
+    assert bpr.explanations == frozenset()
+    user = bpr.user_state(2)
+    vectors = bpr.item_vectors()
+    served = bpr.score_user(user, vectors, np.arange(bpr.n_items))
+    split = bpr.explain(user, vectors[7], 7)
+    assert split.user == pytest.approx(float(served[7]), abs=1e-5) and len(split.items) == 0
+    assert bpr.explain_item(user, bpr.history_vectors()[7], 7, None) == pytest.approx(
+        {"id": float(served[7])}, abs=1e-5
+    )

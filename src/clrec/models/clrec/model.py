@@ -38,6 +38,7 @@ from clrec.models.clrec.prior import (
 from clrec.models.ease import EASE
 from clrec.models.embedding import (
     Attribution,
+    ExplanationKind,
     PooledUserModel,
     PooledUsers,
     Similarity,
@@ -229,6 +230,17 @@ class ClrecRecommender(PooledUserModel, Recommender):
     def featurizer(self) -> ItemFeaturizer | None:
         return self.featurizer_
 
+    @property
+    def explanations(self) -> frozenset[ExplanationKind]:
+        """History terms when users pool their history (no graph propagation on top);
+        content terms when the model reads content."""
+        kinds: set[ExplanationKind] = set()
+        if self.config.use_history and self.config.n_layers == 0:
+            kinds.add("history")
+        if self.featurizer_ is not None:
+            kinds.add("content")
+        return frozenset(kinds)
+
     def history_vectors(self) -> np.ndarray:
         if self._item_pooled is None:
             raise ClrecError("the clrec model has no vectors yet; call fit first")
@@ -239,11 +251,16 @@ class ClrecRecommender(PooledUserModel, Recommender):
             return normalized(vectors)
         return np.asarray(vectors, dtype=np.float32)
 
-    @torch.no_grad()
     def embed_items(self, content: Mapping[str, np.ndarray]) -> np.ndarray:
         """History-space vectors ``(n, D)`` from content alone (a brand-new item, or a new
         user's profile text read as an item): ``content[m]`` is ``(n, d_m)`` for the model's
         modalities (NaN rows or a missing key: the item lacks that modality)."""
+        return np.asarray(self._content_terms(content).sum(axis=1), dtype=np.float32)
+
+    @torch.no_grad()
+    def _content_terms(self, content: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Each modality's term ``(n, M, D)`` of the fused content vectors (modalities in the
+        fusion's order; their sum is :meth:`embed_items`)."""
         fusion = self._content_fusion()
         unknown = sorted(set(content) - set(fusion.names))
         if unknown:
@@ -272,7 +289,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
             present[name] = ~torch.isnan(matrix).any(dim=1)  # (n,)
             features[name] = torch.nan_to_num(matrix, nan=0.0)  # (n, d_m)
         fusion.eval()
-        return as_numpy(fusion(features, present))  # (n, D)
+        return as_numpy(fusion.parts(features, present))  # (n, M, D)
 
     def score_user(self, state: UserState, vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
         similarities = np.asarray(vectors, dtype=np.float32) @ self.user_vector(state)  # (C,)
@@ -290,7 +307,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
         users = self.pooled_users()
         dot = super().explain(state, vector, item)  # the similarity's split
         tau = self.config.temperature
-        rows, user, history = dot.items, dot.user / tau, dot.history / tau
+        rows, user, history, other = dot.items, dot.user / tau, dot.history / tau, dot.other / tau
         if self.prior is not None and self.prior_scale and 0 <= item < self.n_items:
             assert self.prior.weights is not None
             items, weights = users.prior_input(state)
@@ -302,7 +319,36 @@ class ClrecRecommender(PooledUserModel, Recommender):
             prior = np.zeros(len(rows))
             prior[known] = summed[known] * self.prior.weights[rows[known], item]
             history = history + (self.prior_scale * self.prior_norm) * prior
-        return Attribution(user + float(history.sum()), user, rows, history)
+        return Attribution(user + float(history.sum()) + other, user, rows, history, other)
+
+    def explain_item(
+        self,
+        state: UserState,
+        vector: np.ndarray,
+        item: int,
+        content: Mapping[str, np.ndarray] | None,
+    ) -> dict[str, float]:
+        """``sim / τ`` is linear in the history-space item vector ``id + Σ_m a_m h_m`` (the
+        fusion's weighted modality terms; divided by its norm for cosine models), so it
+        splits into the ID part and one term per modality; the prior is its own term."""
+        user = self.user_vector(state).astype(np.float64)  # (D,) index space
+        whole = np.asarray(vector, dtype=np.float64)  # (D,) history space
+        factor = 1.0 / self.config.temperature
+        if self.config.similarity == "cosine":
+            factor /= max(float(np.linalg.norm(whole)), 1e-12)
+        parts: dict[str, float] = {}
+        rest = whole
+        if content is not None and self.featurizer_ is not None:
+            terms = self._content_terms(content)[0].astype(np.float64)  # (M, D)
+            for name, term in zip(self._content_fusion().names, terms, strict=True):
+                parts[name] = factor * float(user @ term)
+            rest = whole - terms.sum(axis=0)
+        split = {"id": factor * float(user @ rest), **parts}
+        if self.prior is not None and self.prior_scale and 0 <= item < self.n_items:
+            history, weights = self.pooled_users().prior_input(state)
+            prior = history_scores(self.prior, history, weights, np.asarray([item], np.int64))
+            split["prior"] = float((self.prior_scale * self.prior_norm) * prior[0])
+        return split
 
     def pooled_users(self) -> PooledUsers:
         if self._users is None:

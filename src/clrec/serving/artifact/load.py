@@ -173,9 +173,14 @@ class Artifact:
         """History-space vectors ``(n, D)`` of brand-new items from their content fields,
         e.g. ``{"title": "Heat (1995)", "genres": "Action|Crime"}``: the model's fitted
         featuriser, then the model."""
+        return self.model.embed_items(self.featurize(rows))
+
+    def featurize(self, rows: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+        """The model's content matrices ``{modality: (n, d_m)}`` of items from their fields
+        (the fitted featuriser and its encoders)."""
         featurizer = self.model.featurizer
         if featurizer is None:
             raise ClrecError(
                 f"this {self.model_name!r} model reads no content; a new item cannot be embedded"
             )
-        return self.model.embed_items(featurizer.transform(rows))
+        return dict(featurizer.transform(rows))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
+from clrec.errors import ClrecError
 from clrec.serving.deps import SettingsDep, StateDep, k_error, requested_k, service_state
 from clrec.serving.schemas import (
     PROTECTED,
@@ -18,11 +19,15 @@ from clrec.serving.schemas import (
     UserParams,
     UserRecommendations,
     error_responses,
+    explanation_json,
     json_response,
     scored_json,
 )
 
 router = APIRouter(tags=["recommendations"])
+
+EXPLAINED_CONTRIBUTORS = 3
+"""History items listed (each with its counterfactual rank) per explained recommendation."""
 
 
 @router.get(
@@ -40,6 +45,24 @@ async def user_recommendations(
     k = requested_k(request, params.k)
     # On the event loop: an index search is far cheaper than a hop to a worker thread.
     state = await service_state(request)  # not a dependency: a sub-dependency costs more here
+    if params.explain:  # a catalogue scoring per counterfactual: off the event loop
+        if params.rerank:
+            raise ClrecError(
+                "explain=true explains the model's scores; the ranking stage's are not "
+                "explained: drop rerank=true to get explanations"
+            )
+        explained = await run_in_threadpool(
+            functools.partial(
+                state.explained_recommendations,
+                user_id,
+                k,
+                exclude_seen=params.exclude_seen,
+                exclude_ids=params.exclude,
+                top=EXPLAINED_CONTRIBUTORS,
+            )
+        )
+        items = [{**scored_json([s])[0], "explanation": explanation_json(e)} for s, e in explained]
+        return json_response({"user": user_id, "k": k, "items": items})
     if params.rerank:  # candidates + features + trees: milliseconds, off the event loop
         found = await run_in_threadpool(
             functools.partial(

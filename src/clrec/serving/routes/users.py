@@ -9,12 +9,12 @@ from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import StateDep
 from clrec.serving.schemas import (
     PROTECTED,
-    Contribution,
     ExplanationOut,
     HistoryItem,
     UserHistory,
     UserList,
     error_responses,
+    explanation_json,
 )
 
 router = APIRouter(tags=["users"])
@@ -37,29 +37,30 @@ def find_users(
 @router.get(
     "/v1/users/{user_id}/explain/{item_id}",
     response_model=ExplanationOut,
-    responses=error_responses(*PROTECTED, 404),
+    responses=error_responses(*PROTECTED, 404, 503),
 )
 def explain(
     state: StateDep,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
     k: Annotated[int, Query(ge=1, le=50, description="history items to list")] = 5,
+    counterfactuals: Annotated[
+        int, Query(ge=0, le=10, description="listed items given the rank without them")
+    ] = 3,
 ) -> ExplanationOut:
     """Why ``item_id`` scores what it does for ``user_id``: the user's ID part and each
-    history item's term (they sum to the score), the rank, and the rank without the top
-    contributor (the user's history recomputed without it). Costs two scorings of the whole
-    catalogue (BENCHMARKS.md)."""
-    found = state.explain(user_id, item_id, k)
+    history item's term (they sum to the score), the rank, the rank without each of the top
+    contributors (the user's history recomputed without it), and the split over the item's
+    ID part, content modalities and prior. Costs one catalogue scoring per counterfactual
+    and one content encoding (BENCHMARKS.md)."""
+    found = state.explain(user_id, item_id, k, counterfactuals)
     return ExplanationOut(
-        user=found.user,
-        item=found.item,
+        user=user_id,
+        item=item_id,
         score=found.score,
-        user_part=found.user_part,
-        contributions=[
-            Contribution(id=i, title=t, contribution=c) for i, t, c in found.contributions
-        ],
-        rank=found.rank,
         rank_without_top=found.rank_without_top,
+        item_parts=found.item_parts or {},
+        **explanation_json(found),
     )
 
 
