@@ -91,6 +91,9 @@ def test_the_page_explores_recommendations_and_places_a_new_item(
     expected_ids = [item["id"] for item in expected["items"]]
     status, history = server.request("GET", f"/v1/users/{user}/history?limit=100", token=token)
     assert status == 200
+    explain = f"/v1/users/{user}/explain/{expected_ids[0]}?k=5&counterfactuals=3"
+    status, why = server.request("GET", explain, token=token)
+    assert status == 200 and why["contributions"], why
 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / ".gitignore").write_text("*\n")
@@ -109,6 +112,7 @@ def test_the_page_explores_recommendations_and_places_a_new_item(
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         try:
             _explore(page, base, token, user, expected_ids, history, art)
+            _explanation(page, why)
             page.screenshot(path=str(shot), full_page=True)
             _rerank_switch(page, base, user)
         except BaseException:
@@ -214,6 +218,39 @@ def _explore(
     expect(added.locator(".rank")).to_have_text(str(rank))
     expect(added.locator(".title")).to_contain_text("A Film Nobody Has Seen")
     expect(page.locator("#error")).to_be_hidden()
+
+
+def _explanation(page: Any, why: dict[str, Any]) -> None:
+    """ "why?" on the top recommendation opens "because you liked …": the API's contributors
+    in its order, each one's share of the score and the rank without it; again closes it."""
+    from playwright.sync_api import expect
+
+    top = page.locator("#rec-list > li").first
+    button = top.locator("button.why-button")
+    button.click()
+    panel = top.locator(".why")
+    expect(panel.locator(".why-head")).to_contain_text(f"rank {why['rank']}")
+    if any(c["contribution"] > 0 for c in why["contributions"]):
+        expect(panel.locator(".why-head")).to_contain_text("Because you liked")
+    rows = panel.locator(".why-list li")
+    expect(rows).to_have_count(len(why["contributions"]))
+    for n, contribution in enumerate(why["contributions"]):
+        row = rows.nth(n)
+        assert row.get_attribute("data-id") == contribution["id"]
+        share = 100 * contribution["contribution"] / abs(why["score"])
+        expect(row.locator(".why-share")).to_contain_text(f"{share:.0f} % of the score")
+        without = row.locator(".why-without")
+        if contribution["rank_without"] is None:
+            expect(without).to_have_count(0)
+        else:
+            assert without.get_attribute("data-rank") == str(contribution["rank_without"])
+            expect(without).to_contain_text(f"rank {why['rank']} → {contribution['rank_without']}")
+    for name in why["item_parts"]:
+        expect(panel.locator(".why-rest")).to_contain_text(name)
+    assert button.get_attribute("aria-expanded") == "true"
+    top.screenshot(path=str(ARTIFACTS / "browser-explanation.png"))
+    button.click()
+    expect(top.locator(".why")).to_have_count(0)
 
 
 def _rerank_switch(page: Any, base: str, user: str) -> None:

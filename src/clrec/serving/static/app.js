@@ -118,7 +118,7 @@
 
   // ---------------------------------------------------------------- rendering
 
-  function itemRow(item, rank, extra) {
+  function itemRow(item, rank, extra, explainable) {
     const li = document.createElement("li");
     li.dataset.id = item.id;
     if (item.id === page.lastAdded) li.classList.add("new");
@@ -147,8 +147,92 @@
     similar.textContent = "similar";
     similar.title = "the items most similar to this one";
     similar.addEventListener("click", () => loadSimilar(item));
-    li.append(title, meta, similar);
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    actions.append(similar);
+    if (explainable) {
+      const why = document.createElement("button");
+      why.type = "button";
+      why.className = "why-button";
+      why.textContent = "why?";
+      why.title = "which of the user's items this recommendation comes from";
+      why.setAttribute("aria-expanded", "false");
+      why.addEventListener("click", () => toggleExplanation(li, item, why));
+      actions.append(why);
+    }
+    li.append(title, meta, actions);
     return li;
+  }
+
+  // "Because you liked …": the model's own split of the score (GET
+  // /v1/users/{id}/explain/{item}): each history item's share of the score, and the rank the
+  // item would have had without it.
+  async function toggleExplanation(li, item, button) {
+    const open = li.querySelector(".why");
+    if (open) {
+      open.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    const user = page.user;
+    const panel = document.createElement("div");
+    panel.className = "why";
+    panel.textContent = "explaining…";
+    li.append(panel);
+    button.setAttribute("aria-expanded", "true");
+    const found = await guarded(
+      () => api("GET", `v1/users/${seg(user)}/explain/${seg(item.id)}?k=5&counterfactuals=3`),
+      panel,
+    );
+    if (!found || user !== page.user) return;
+    panel.replaceChildren(...explanationNodes(found));
+  }
+
+  function percent(part, whole) {
+    return whole !== 0 ? `${((100 * part) / Math.abs(whole)).toFixed(0)} %` : "–";
+  }
+
+  function explanationNodes(found) {
+    const nodes = [];
+    const head = document.createElement("p");
+    head.className = "why-head";
+    const liked = found.contributions.filter((c) => c.contribution > 0);
+    head.textContent = liked.length
+      ? `Because you liked … (rank ${found.rank}, score ${found.score.toFixed(4)})`
+      : `No history item raises it (rank ${found.rank}, score ${found.score.toFixed(4)})`;
+    nodes.push(head);
+    const list = document.createElement("ul");
+    list.className = "why-list";
+    for (const c of found.contributions) {
+      const row = document.createElement("li");
+      row.dataset.id = c.id;
+      const name = document.createElement("span");
+      name.className = "why-title";
+      name.textContent = c.title || c.id;
+      const share = document.createElement("span");
+      share.className = "why-share";
+      share.textContent = ` — ${percent(c.contribution, found.score)} of the score`;
+      share.title = `contribution ${c.contribution.toFixed(4)}`;
+      row.append(name, share);
+      if (c.rank_without !== null && c.rank_without !== undefined) {
+        const without = document.createElement("span");
+        without.className = "why-without";
+        without.dataset.rank = String(c.rank_without);
+        without.textContent = ` · without it: rank ${found.rank} → ${c.rank_without}`;
+        row.append(without);
+      }
+      list.append(row);
+    }
+    nodes.push(list);
+    const rest = document.createElement("p");
+    rest.className = "why-rest muted";
+    const own = `your own taste vector ${percent(found.user_part, found.score)}`;
+    const parts = Object.entries(found.item_parts || {})
+      .map(([name, value]) => `${name} ${percent(value, found.score)}`)
+      .join(", ");
+    rest.textContent = `${own}; by the item's side: ${parts}`;
+    nodes.push(rest);
+    return nodes;
   }
 
   function fill(list, rows) {
@@ -287,7 +371,9 @@
     $("recs-note").textContent = note;
     fill(
       $("rec-list"),
-      found.items.map((item, i) => itemRow(item, i + 1, `${label} ${item.score.toFixed(4)}`)),
+      found.items.map((item, i) =>
+        itemRow(item, i + 1, `${label} ${item.score.toFixed(4)}`, !rerank),
+      ),
     );
     const added = $("rec-list").querySelector("li.new");
     if (added) added.scrollIntoView({ block: "nearest" });
