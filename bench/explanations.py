@@ -39,11 +39,9 @@ from typing import Any
 
 import numpy as np
 from machine import commit, cpu_name, publish
+from run_folders import ensure_run
 
-from clrec.config import RunConfig
 from clrec.data.matrix import interaction_matrix
-from clrec.data.registry import default_data_root
-from clrec.experiment import run_experiment
 from clrec.models.embedding import EmbeddingModel, UserState
 from clrec.ranking.folds import RunParts
 from clrec.serving.explaining import UserExplainer
@@ -224,12 +222,7 @@ def cost(parts: RunParts, model: EmbeddingModel, users: list[int], seen: Any) ->
 def run_one(
     run: Path, config: Path | None, overrides: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    if not (run / "model").is_dir():
-        if config is None:
-            raise SystemExit(f"{run}: no run there and no --config to train one")
-        print(f"[{run}] training from {config} ...", file=sys.stderr, flush=True)
-        data_root = default_data_root(os.environ.get("CLREC_DATA"))
-        run_experiment(RunConfig.from_yaml(config, overrides), run, data_root)
+    ensure_run(run, config, overrides)
     print(f"[{run}] explaining ...", file=sys.stderr, flush=True)
     return measure(RunParts.load(run), args)
 

@@ -34,10 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from machine import commit, cpu_name, publish
+from run_folders import ensure_run
 
-from clrec.config import RunConfig
-from clrec.data.registry import default_data_root
-from clrec.experiment import run_experiment
 from clrec.ranking.click import ClickSettings
 from clrec.ranking.cross_encoder import CrossEncoderConfig
 from clrec.ranking.folds import RankerSettings
@@ -72,12 +70,7 @@ def settings_from(args: argparse.Namespace) -> RankerSettings:
 def run_one(
     run: Path, config: Path | None, overrides: list[str], out: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    if not (run / "model").is_dir():
-        if config is None:
-            raise SystemExit(f"{run}: no run there and no --config to train one")
-        print(f"[{run}] training the retriever from {config} ...", file=sys.stderr, flush=True)
-        data_root = default_data_root(os.environ.get("CLREC_DATA"))
-        run_experiment(RunConfig.from_yaml(config, overrides), run, data_root)
+    ensure_run(run, config, overrides)
     print(f"[{run}] training the ranking stage ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     report = train_ranker(run, out, settings_from(args))
