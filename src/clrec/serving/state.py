@@ -43,7 +43,7 @@ import numpy as np
 from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
 from clrec.serving.artifact import Artifact, load_artifact
-from clrec.serving.encoding import QueuedEncoder
+from clrec.serving.encoding import OverloadedError, QueuedEncoder
 from clrec.serving.explaining import UserExplainer
 from clrec.serving.idempotency import Idempotency
 from clrec.serving.items import INDEX_CACHE_DIR, ItemTable
@@ -473,7 +473,12 @@ class ServiceState:
             fields = self.items.fields(row)
         content = None
         if "content" in self.model.explanations:  # the encoders work outside the memory lock
-            content = self.encoder.features(fields)
+            try:
+                content = self.encoder.features(fields)
+            except OverloadedError:
+                raise
+            except ClrecError:  # no content the featuriser reads: the item side is unsplit
+                content = None
         with self._lock:
             explainer = self._explainer(user_id, self._known_state(user_id))
             found = self._explanation(explainer, row, top, counterfactuals)

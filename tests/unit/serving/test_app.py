@@ -23,6 +23,7 @@ from movies import CLREC
 from clrec.errors import ClrecError
 from clrec.serving.app import create_app, required_scope
 from clrec.serving.artifact import Artifact, export_artifact, load_artifact
+from clrec.serving.encoding import OverloadedError
 from clrec.serving.index import IndexConfig
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.state import ServiceState
@@ -1010,6 +1011,32 @@ def test_an_explanation_adds_up_and_its_counterfactuals_are_served(
     assert trained["user_part"] != 0.0 and trained["contributions"]
     assert service.get("/v1/users/u3/explain/nothing").status_code == 404
     assert service.get("/v1/users/nobody/explain/m5").status_code == 404
+
+
+def test_an_item_without_readable_content_is_explained_by_its_id_and_prior(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the featuriser finds nothing to read in an item's fields, the item side is
+    not split by content, and its parts still sum to the score; an overloaded encoder is
+    still a 503."""
+    service = make_service(data="explain-no-content")
+    full = service.get("/v1/users/u3/explain/m5").json()
+    assert set(full["item_parts"]) == {"id", "tags", "prior"}
+
+    def unreadable(fields: object) -> None:
+        raise ClrecError("new item row 0 has no content the model can read")
+
+    monkeypatch.setattr(service.state.encoder, "features", unreadable)
+    found = service.get("/v1/users/u3/explain/m5").json()
+    assert set(found["item_parts"]) == {"id", "prior"}
+    assert sum(found["item_parts"].values()) == pytest.approx(full["score"], abs=1e-5)
+    assert found["contributions"] == full["contributions"]
+
+    def overloaded(fields: object) -> None:
+        raise OverloadedError("8 requests are waiting for the text encoder")
+
+    monkeypatch.setattr(service.state.encoder, "features", overloaded)
+    assert service.get("/v1/users/u3/explain/m5").status_code == 503
 
 
 def test_recommendations_explained_match_the_explain_route(make_service: ServiceFactory) -> None:
