@@ -1004,6 +1004,8 @@ def test_an_explanation_adds_up_and_its_counterfactuals_are_served(
         service.post("/v1/events", [{"user": replayed, "item": i, "kind": "click"} for i in rest])
         placed = service.get(f"/v1/users/{replayed}/explain/{top['id']}").json()
         assert contribution["rank_without"] == placed["rank"]
+        served = service.get(f"/v1/users/{replayed}/recommendations", k=MAX_K).json()["items"]
+        assert [i["id"] for i in served].index(top["id"]) + 1 == placed["rank"]
     none = service.get(f"/v1/users/walk-a/explain/{top['id']}", counterfactuals=0).json()
     assert none["rank_without_top"] is None and none["item_parts"] == found["item_parts"]
     # a trained user: the ID part and the training history
