@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from clrec.data.schema import Dataset
+from clrec.models.clrec.prior import history_scores
 from clrec.models.ease import EASE
 
 
@@ -41,3 +42,20 @@ def test_weights_are_row_major_after_fit_and_load(tmp_path: Path) -> None:
     for weights in (model.weights, loaded.weights):
         assert weights is not None and weights.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(loaded.score(np.arange(5)), model.score(np.arange(5)))
+
+
+def test_history_scores_are_the_weighted_rows_however_many_candidates() -> None:
+    """The clrec model's prior over one history: ``Σ_h w_h B[h, c]`` for each candidate,
+    0 for rows the prior does not know — whether a few candidates (a column gather) or most
+    of the catalogue (whole rows) are scored."""
+    rng = np.random.default_rng(0)
+    prior = EASE()
+    prior.weights = rng.normal(size=(40, 40)).astype(np.float32)  # (I, I)
+    items = np.array([3, 17, 3, 29])  # a repeated row adds up
+    weights = np.array([0.5, 1.0, 0.25, 2.0], dtype=np.float32)
+    expected = weights @ prior.weights[items]  # (I,)
+    for candidates in (np.array([5, -1, 12, 40, 7]), np.arange(-2, 43)):
+        found = history_scores(prior, items, weights, candidates)
+        known = (candidates >= 0) & (candidates < 40)
+        np.testing.assert_allclose(found[known], expected[candidates[known]], rtol=1e-5)
+        assert np.all(found[~known] == 0.0)
