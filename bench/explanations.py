@@ -4,7 +4,7 @@ For each ``--run`` (a clrec run folder; trained first from its ``--config`` when
 exist, as in ``bench/ranker.py``) it draws up to ``--users`` trained users with at least
 ``--min-history`` history items (seeded) and explains each one's top ``--items``
 recommendations (items unseen in training, ranked as the service ranks them) with the
-service's own :class:`~clrec.serving.explaining.UserExplainer`:
+service's own :class:`~clrec.models.explaining.UserExplainer`:
 
 * **additivity**: the largest gap between the sum of the model's split (ID part + history
   terms + the rest) and the score it serves, and between the sum of the item-side split (ID
@@ -43,8 +43,8 @@ from run_folders import ensure_run
 
 from clrec.data.matrix import interaction_matrix
 from clrec.models.embedding import EmbeddingModel, UserState
+from clrec.models.explaining import UserExplainer
 from clrec.ranking.folds import RunParts
-from clrec.serving.explaining import UserExplainer
 
 
 def item_fields(parts: RunParts, item: int) -> dict[str, object]:

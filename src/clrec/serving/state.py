@@ -42,9 +42,9 @@ import numpy as np
 
 from clrec.errors import ClrecError
 from clrec.models.embedding import UserState
+from clrec.models.explaining import UserExplainer
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.encoding import OverloadedError, QueuedEncoder
-from clrec.serving.explaining import UserExplainer
 from clrec.serving.idempotency import Idempotency
 from clrec.serving.items import INDEX_CACHE_DIR, ItemTable
 from clrec.serving.results import (
