@@ -118,7 +118,7 @@ def measure(parts: RunParts, args: argparse.Namespace) -> dict[str, Any]:
     for n, user in enumerate(users):
         state = model.user_state(user)
         row_seen = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
-        explainer = UserExplainer(model, vectors, state, row_seen.tolist())
+        explainer = UserExplainer(model, vectors, state, row_seen)
         history_lengths.append(len(state.items))
         ranked = np.argsort(-np.where(explainer.open, explainer.scores, -np.inf), kind="stable")
         for row in ranked[: args.items].tolist():
@@ -195,7 +195,7 @@ def cost(parts: RunParts, model: EmbeddingModel, users: list[int], seen: Any) ->
     rows = np.arange(model.n_items)
     for user in users:
         state = model.user_state(user)
-        row_seen = seen.indices[seen.indptr[user] : seen.indptr[user + 1]].tolist()
+        row_seen = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
         t0 = time.perf_counter()
         model.score_user(state, vectors, rows)
         times["scoring"].append(time.perf_counter() - t0)

@@ -15,7 +15,7 @@ scorings, fewer when the items share their top contributors (they usually do).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -31,21 +31,21 @@ def rank_among(scores: np.ndarray, open_rows: np.ndarray, row: int) -> int:
 class UserExplainer:
     """Scores, ranks and explanations for one user (``state``) over every item (index-space
     ``vectors`` ``(N, D)``, row ``r`` is model row ``r`` below the model's ``n_items``) with
-    the rows in ``seen`` out of the ranking."""
+    the rows ``seen`` ``(S,)`` (duplicates allowed) out of the ranking."""
 
     def __init__(
         self,
         model: EmbeddingModel,
         vectors: np.ndarray,
         state: UserState,
-        seen: Collection[int],
+        seen: np.ndarray,
     ) -> None:
         self.model = model
         self.vectors = vectors  # (N, D) index space
         self.state = state
         self._rows = np.arange(len(vectors), dtype=np.int64)  # (N,)
         self.open = np.ones(len(vectors), dtype=bool)  # (N,) rows the user may be shown
-        self.open[np.fromiter(seen, np.int64, len(seen))] = False
+        self.open[np.asarray(seen, dtype=np.int64)] = False
         self.scores = self._scores(state)  # (N,)
         self._without: dict[int, np.ndarray] = {}  # removed history row → (N,) scores
 

@@ -303,14 +303,8 @@ class ServiceState:
         vector nor events."""
         with self._lock:
             state = self._known_state(user_id)
-            row_of = self.items.row
-            parts = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
-            if exclude_seen:
-                recorded = self.users.seen.get(user_id, set())
-                parts.append(np.fromiter(recorded, np.int64, len(recorded)))
-                if state.user is not None:
-                    parts.append(self.artifact.seen_items(state.user))
-            return self._recommend(state, k, np.concatenate(parts))  # (E,) duplicates allowed
+            excluded = self._excluded(user_id, state, exclude_ids, exclude_seen)
+            return self._recommend(state, k, excluded)
 
     def rerank_user(
         self,
@@ -332,16 +326,11 @@ class ServiceState:
             )
         with self._lock:
             state = self._known_state(user_id)
-            row_of = self.items.row
-            excluded = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
-            recorded = np.fromiter(sorted(self.users.seen.get(user_id, ())), np.int64)
-            if exclude_seen:
-                excluded.append(recorded)
-                if state.user is not None:
-                    excluded.append(self.artifact.seen_items(state.user))
+            excluded = self._excluded(user_id, state, exclude_ids, exclude_seen)
+            recorded = np.asarray(self.users.events.get(user_id, ()), np.int64)  # oldest first
             model_scores = self._scores(state, np.arange(stage.n_items, dtype=np.int64))
         history = stage.history(user_id, recorded)  # (H,)
-        items, scores = stage.rank(model_scores, history, np.concatenate(excluded))
+        items, scores = stage.rank(model_scores, history, excluded)
         with self._lock:
             return self._top(items, scores.astype(np.float32), k)
 
@@ -442,6 +431,26 @@ class ServiceState:
             )
         return state
 
+    def _seen_rows(self, user_id: str, state: UserState) -> np.ndarray:
+        """Hold the lock. Rows ``(S,)`` the user interacted with: recorded through events and,
+        for a trained user, in the run's data set (duplicates allowed)."""
+        recorded = self.users.seen.get(user_id, set())
+        parts = [np.fromiter(recorded, np.int64, len(recorded))]
+        if state.user is not None:
+            parts.append(self.artifact.seen_items(state.user))
+        return np.concatenate(parts)
+
+    def _excluded(
+        self, user_id: str, state: UserState, exclude_ids: Iterable[str], exclude_seen: bool
+    ) -> np.ndarray:
+        """Hold the lock. Rows ``(E,)`` kept out of a user's list (duplicates allowed): the
+        known ``exclude_ids``, and the user's seen items with ``exclude_seen``."""
+        row_of = self.items.row
+        parts = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
+        if exclude_seen:
+            parts.append(self._seen_rows(user_id, state))
+        return np.concatenate(parts)
+
     def _recommend(self, state: UserState, k: int, excluded: np.ndarray) -> list[Scored]:
         """Top ``k`` of the index for the user's vector, scored by the model."""
         rows, _ = self.items.candidates(self.model.user_vector(state), k, excluded, self._margin)
@@ -500,9 +509,7 @@ class ServiceState:
 
     def _explainer(self, user_id: str, state: UserState) -> UserExplainer:
         """Hold the lock. The user's explainer: every item scored, their seen items out."""
-        seen = set(self.users.seen.get(user_id, set()))
-        if state.user is not None:
-            seen.update(self.artifact.seen_items(state.user).tolist())
+        seen = self._seen_rows(user_id, state)
         return UserExplainer(self.model, self.items.vectors.view, state, seen)
 
     def _explanation(

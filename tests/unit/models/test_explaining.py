@@ -67,7 +67,7 @@ def test_counterfactual_ranks_are_the_user_rescored_without_the_item(
         history = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
         state = model.user_state(user)
         calls[0] = 0
-        explainer = UserExplainer(model, vectors, state, history.tolist())
+        explainer = UserExplainer(model, vectors, state, history)
         unseen = [r for r in rows.tolist() if r not in set(history.tolist())]
         assert explainer.competing(unseen[0]) == len(unseen)
         assert explainer.competing(int(history[0])) == len(unseen) + 1

@@ -636,7 +636,10 @@ def test_hnsw_graph_is_cached_for_the_next_start(
 
 
 def test_rerank_is_the_stage_computed_in_batch(
-    make_service: ServiceFactory, ranked_artifact: Path, artifact: Artifact
+    make_service: ServiceFactory,
+    ranked_artifact: Path,
+    artifact: Artifact,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Parity: the service's re-ranked list for a known user is what the batch code of
     training computes for that user (same candidates, features and LambdaRank scores)."""
@@ -690,6 +693,20 @@ def test_rerank_is_the_stage_computed_in_batch(
     assert stage is not None
     row = service.state.items.row[clicked]
     assert stage.history("u3", np.array([row]))[-1] == row
+    # the stage reads recorded events oldest first (its "last" and "recent" features), not in
+    # item-row order
+    passed: list[list[int]] = []
+    history = stage.history
+    monkeypatch.setattr(
+        stage, "history", lambda u, later: passed.append(list(later)) or history(u, later)
+    )
+    high, low = sorted((service.state.items.row[i["id"]] for i in after[:2]), reverse=True)
+    ids = service.state.items.ids
+    service.post(
+        "/v1/events", [{"user": "u3", "item": ids[r], "kind": "click"} for r in (high, low)]
+    )
+    service.get("/v1/users/u3/recommendations", k=5, rerank="true")
+    assert passed == [[row, high, low]]
     # the ranker off: a clear 422
     off = make_service(artifact=ranked_artifact, data="off", ranker="off")
     refused = off.get("/v1/users/u3/recommendations", rerank="true")
