@@ -396,15 +396,19 @@ class ServiceState:
                 placement = None if for_user is None else self._placement(for_user, row)
                 return PutResult(item_id, created, self.items.titles[row], placement)
 
-    def record_events(self, batch: Sequence[Event], idempotency: Idempotency | None = None) -> int:
+    def record_events(
+        self, batch: Sequence[Event], idempotency: Idempotency | None = None
+    ) -> tuple[int, bool]:
         """Persist ``batch`` (one transaction, committed before this returns), then add it
         to the users: their recommendations exclude the items and follow them at once.
-        Events naming unknown items are refused whole. A retry under a stored
-        ``idempotency`` key writes nothing and returns the first answer's count."""
+        Events naming unknown items are refused whole. Returns the count and whether this
+        call wrote it: a retry under a stored ``idempotency`` key — found here, or by the
+        database when it raced its twin — writes nothing, changes nothing in memory, and
+        returns the first answer's count."""
         if idempotency is not None:
             answered = self.store.answered(idempotency)
             if answered is not None:
-                return int(answered["recorded"])  # type: ignore[call-overload]
+                return int(answered["recorded"]), False  # type: ignore[call-overload]
         unknown = sorted({e.item for e in batch if e.item not in self.items.row})
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:5])
@@ -413,11 +417,13 @@ class ServiceState:
                 f"unknown item(s) {shown}{more}: add an item with PUT /v1/items/{{item_id}} "
                 "before recording events for it; nothing was recorded"
             )
-        written = self.store.record_events(batch, idempotency)
+        written = self.store.record_new_events(batch, idempotency)
+        if written is None:  # the twin of this retry committed first; it applies the batch
+            return self.record_events(batch, idempotency)
         with self._lock:
             for event in batch:
                 self.users.record(event.user, self.items.row[event.item])
-        return written
+        return written, True
 
     # ------------------------------------------------------------------ helpers
     def _known_state(self, user_id: str) -> UserState:

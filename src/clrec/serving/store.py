@@ -358,12 +358,22 @@ class Store:
         ``idempotency`` the key and the answer are stored in the same transaction, and a
         key already stored (a retry, possibly racing its twin) writes nothing and returns
         the first answer's count."""
-        if idempotency is not None:
-            stored = self.answered(idempotency)
-            if stored is not None:
-                return int(stored["recorded"])  # type: ignore[call-overload]
-        if not batch:
-            return 0
+        written = self.record_new_events(batch, idempotency)
+        if written is None:
+            assert idempotency is not None
+            answer = self.answered(idempotency)
+            assert answer is not None  # the key is stored
+            return int(answer["recorded"])  # type: ignore[call-overload]
+        return written
+
+    def record_new_events(
+        self, batch: Sequence[Event], idempotency: Idempotency | None = None
+    ) -> int | None:
+        """:meth:`record_events`, but None when ``idempotency``'s key is already stored
+        (nothing was written: the caller must not apply the batch again)."""
+        if not batch:  # nothing to write, so no key to store: a stored one is still answered
+            stored = idempotency is not None and self.answered(idempotency) is not None
+            return None if stored else 0
         now = time.time()
         rows = []
         for event in batch:
@@ -378,7 +388,6 @@ class Store:
                     "ts": now if event.ts is None else float(event.ts),
                 }
             )
-        raced = False
         with self._errors("recording events"):
             try:
                 with self.engine.begin() as conn:
@@ -389,10 +398,7 @@ class Store:
             except IntegrityError:
                 if idempotency is None:
                     raise
-                raced = True  # the twin of this retry committed first: nothing was written
-        if raced:
-            assert idempotency is not None
-            return self.record_events(batch, idempotency)
+                return None  # the key is stored (a twin committed first): nothing was written
         return len(rows)
 
     def load_events(self, after_id: int = 0) -> list[StoredEvent]:

@@ -510,7 +510,7 @@ def test_a_database_failure_is_503(service: Service, monkeypatch: pytest.MonkeyP
     def broken(*args: Any, **kwargs: Any) -> None:
         raise StoreError("database error while recording events: disk I/O error")
 
-    monkeypatch.setattr(service.state.store, "record_events", broken)
+    monkeypatch.setattr(service.state.store, "record_new_events", broken)
     response = service.post("/v1/events", [{"user": "u1", "item": "m1", "kind": "click"}])
     assert response.status_code == 503 and "retry" in response.json()["detail"]
     assert "m1" not in service.state.history("u1")  # memory follows the database only
@@ -912,6 +912,22 @@ def test_a_retried_event_batch_with_its_key_is_stored_once(
         again = post(batch, headers)
         assert (again.status_code, again.json()) == (200, {"recorded": 2})
     assert service.store.counts()["events"] == stored
+    # a retry racing its twin: the key is not stored yet when this worker looks, and is when
+    # it writes; the database refuses the write and memory is left as it was
+    recorded = {u: list(service.state.users.events[u]) for u in ("u3", "u9")}
+    answered = service.state.store.answered
+    looks: list[object] = []
+    service.state.store.answered = lambda key: (
+        looks.append(key)
+        or (  # type: ignore[method-assign]
+            None if len(looks) == 1 else answered(key)
+        )
+    )
+    raced = post(batch, headers)
+    del service.state.store.answered
+    assert (raced.status_code, raced.json()) == (200, {"recorded": 2}) and len(looks) == 2
+    assert service.store.counts()["events"] == stored
+    assert {u: service.state.users.events[u] for u in ("u3", "u9")} == recorded
     # another worker (a fresh process over the same store) answers the retry the same way
     other = make_service(data=f"idem-{database}", **overrides)
     replay = other.client.post(

@@ -47,9 +47,10 @@ def post_events(
     if idempotency_key is not None:
         request = fingerprint([e.model_dump(mode="json") for e in events])
         idempotency = Idempotency(idempotency_key, "events", request)
-    written = state.record_events(batch, idempotency)
-    metrics.events.inc(written)
-    return EventsRecorded(recorded=written)
+    recorded, written = state.record_events(batch, idempotency)
+    if written:  # a retry answered from its key recorded nothing
+        metrics.events.inc(recorded)
+    return EventsRecorded(recorded=recorded)
 
 
 def _epoch(ts: datetime | None) -> float | None:
