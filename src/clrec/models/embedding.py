@@ -45,6 +45,9 @@ ExplanationKind = Literal["history", "content"]
 # recency weights are kept relative to a running scale; below this the scale is folded back
 # into the weights (amortised O(1) per event), so nothing underflows
 _MIN_SCALE = 1e-100
+# a counterfactual history whose remaining weight is below this share of the whole holds
+# nothing but the rounding residue of the subtraction
+_EMPTY_SHARE = 1e-9
 
 
 @dataclass
@@ -172,7 +175,8 @@ class EmbeddingModel(Protocol):
 
     def user_state_without(self, state: UserState, item: int) -> UserState:
         """A copy of ``state`` whose history never held model row ``item`` (the
-        counterfactual user of an explanation)."""
+        counterfactual user of an explanation; every other history entry keeps its
+        weight)."""
 
 
 def as_numpy(tensor: Tensor) -> np.ndarray:
@@ -236,11 +240,7 @@ class PooledUsers:
     def add(self, state: UserState, item: int | None, vector: np.ndarray) -> None:
         """Fold one newer interaction in: O(D) for the pooled part (a trained user's first
         event also pools their training history once)."""
-        if state.pooled is None or state.keys is None:
-            rows = self.history_vectors[state.items].astype(np.float64)  # (H, D)
-            state.pooled = state.weights @ rows  # (D,)
-            state.weight = float(state.weights.sum())
-            state.keys = set(state.items.tolist())
+        state.pooled, state.weight, state.keys = self._pooled(state)
         key = -1 if item is None or item >= self.history_vectors.shape[0] else int(item)
         if self.decay == 1.0 and key >= 0 and key in state.keys:
             return  # without recency an item counts once, as in training
@@ -259,6 +259,14 @@ class PooledUsers:
             state.new_items.append(key)
             state.new_weights.append(relative)
         state.vector = None
+
+    def _pooled(self, state: UserState) -> tuple[np.ndarray, float, set[int]]:
+        """``state``'s pooled sum ``(D,)``, total weight and pooled rows: as kept, or (a
+        trained user before their first event) pooled from the training history."""
+        if state.pooled is not None and state.keys is not None:
+            return state.pooled, state.weight, state.keys
+        rows = self.history_vectors[state.items].astype(np.float64)  # (H, D)
+        return state.weights @ rows, float(state.weights.sum()), set(state.items.tolist())
 
     def vector(self, state: UserState) -> np.ndarray:
         """``(D,)`` index-space vector of ``state``."""
@@ -279,9 +287,7 @@ class PooledUsers:
         the model does not know as items (added items, profile texts; zeros without), and
         the factor applied to the sum (``1 / ‖sum‖`` for cosine models, else 1).
         ``vector(state)`` equals ``factor · (id_part + terms.sum(0) + other)``."""
-        rows, weights = self.prior_input(state)  # (n,), (n,) actual weights
-        unique, inverse = np.unique(rows, return_inverse=True)  # a repeated row adds up
-        summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
+        unique, summed = self.history_weights(state)  # (H,), (H,)
         total_weight = float(summed.sum())
         if state.pooled is not None and state.weight > 0:  # may hold more than model items
             total_weight = state.weight * state.scale
@@ -297,27 +303,43 @@ class PooledUsers:
             factor = 1.0 / max(float(np.linalg.norm(whole)), 1e-12)
         return unique, terms, other, factor
 
+    def history_weights(self, state: UserState) -> tuple[np.ndarray, np.ndarray]:
+        """The history's model rows ``(H,)``, each once (sorted), and their summed actual
+        weights ``(H,)`` (a repeated row adds up)."""
+        rows, weights = self.prior_input(state)  # (n,), (n,)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        return unique, np.bincount(inverse, weights=weights.astype(np.float64))
+
     def without(self, state: UserState, row: int) -> UserState:
-        """A copy of ``state`` as if item ``row`` had never been in the history (the
-        counterfactual user); the ID part is kept."""
-        keep = state.items != row
-        kept_new = [(i, w) for i, w in zip(state.new_items, state.new_weights, strict=True)]
-        copy = UserState(
+        """A copy of ``state`` whose history never held model row ``row`` (the
+        counterfactual user): its entries leave the pooled sum and the prior's input; the ID
+        part and every other entry keep their weights, what the history holds beyond the
+        model's items (added items, profile texts) included. Without recency weights this is
+        the user who posted the same events without ``row``; with them, replaying those
+        events would also make each older item one step more recent."""
+        pooled, weight, keys = self._pooled(state)  # relative weights, as ``state``'s
+        keep = state.items != row  # (H,)
+        events = list(zip(state.new_items, state.new_weights, strict=True))
+        new = [(i, w) for i, w in events if i != row]
+        removed = float(state.weights[~keep].sum()) + sum(w for i, w in events if i == row)
+        if removed > 0:
+            pooled = pooled - removed * self.history_vectors[row].astype(np.float64)  # (D,)
+            whole, weight = weight, weight - removed
+            if not keep.any() and not new and weight <= _EMPTY_SHARE * whole:
+                pooled, weight = np.zeros_like(pooled), 0.0  # nothing left but rounding
+        return UserState(
             state.user,
             state.id_part.copy(),
             state.items[keep],
             state.weights[keep],
-            [i for i, _ in kept_new if i != row],
-            [w for i, w in kept_new if i != row],
+            [i for i, _ in new],
+            [w for _, w in new],
+            pooled=pooled,
+            weight=weight,
             scale=state.scale,
+            keys=keys - {row},
+            fixed=state.fixed,
         )
-        rows = self.history_vectors[copy.items].astype(np.float64)  # (H', D)
-        copy.pooled = copy.weights @ rows
-        for item, weight in zip(copy.new_items, copy.new_weights, strict=True):
-            copy.pooled = copy.pooled + weight * self.history_vectors[item].astype(np.float64)
-        copy.weight = float(copy.weights.sum() + sum(copy.new_weights))
-        copy.keys = set(copy.items.tolist()) | set(copy.new_items)
-        return copy
 
     @staticmethod
     def prior_input(state: UserState) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,9 @@ The split of a score comes from the model (:meth:`EmbeddingModel.explain`: the u
 part, one term per history item, the rest of the history). A rank is the item's 1-based
 place among the items the user has not seen, as recommendations exclude them; the
 *counterfactual* rank of a history item ``h`` is the item's place for the user whose history
-never held ``h`` (:meth:`EmbeddingModel.user_state_without`: the user the real-time path
-builds from the same events without ``h``), among that user's unseen items (``h`` included).
+never held ``h`` (:meth:`EmbeddingModel.user_state_without`: every other entry keeps its
+weight; without recency weights, the user the real-time path builds from the same events
+without ``h``), among that user's unseen items (``h`` included).
 
 :class:`UserExplainer` scores the whole catalogue once for the user and once per removed
 history item, and shares those scorings between the items it explains: a page of ``k``

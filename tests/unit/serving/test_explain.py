@@ -145,3 +145,38 @@ def test_a_model_of_id_vectors_says_what_it_can(bpr_artifact: Path) -> None:
     assert bpr.explain_item(user, bpr.history_vectors()[7], 7, None) == pytest.approx(
         {"id": float(served[7])}, abs=1e-5
     )
+
+
+def test_the_counterfactual_keeps_what_the_model_does_not_know_as_items(
+    model: ClrecRecommender, clrec_artifact: Path
+) -> None:
+    """Removing one item keeps a profile text (history the model does not know as items):
+    the counterfactual is the user who posted the same events without that item; removing
+    the only item of a history leaves the profile alone, and removing everything leaves an
+    empty history (the vector is the ID part)."""
+    art = load_artifact(clrec_artifact)
+    users = model.pooled_users()
+    profile = art.embed_items([_fields(art, 0)])[0]  # (D,)
+    vectors, rows = model.item_vectors(), np.arange(model.n_items)
+
+    def walk_in(items: list[int], with_profile: bool) -> object:
+        state = model.user_state(None)
+        for item in items:
+            model.add_event(state, item, users.history_vectors[item])
+        if with_profile:
+            model.add_event(state, None, profile)
+        return state
+
+    for items, removed in (([1, 2, 9], 9), ([2], 2)):
+        full = walk_in(items, True)
+        replayed = walk_in([i for i in items if i != removed], True)
+        counterfactual = users.without(full, removed)  # type: ignore[arg-type]
+        np.testing.assert_allclose(
+            model.score_user(counterfactual, vectors, rows),
+            model.score_user(replayed, vectors, rows),  # type: ignore[arg-type]
+            atol=1e-5,
+        )
+        assert model.explain(counterfactual, vectors[4], 4).other != 0.0
+    alone = users.without(walk_in([7], False), 7)  # type: ignore[arg-type]
+    assert alone.weight == 0.0 and not alone.pooled.any()  # type: ignore[union-attr]
+    np.testing.assert_allclose(model.user_vector(alone), model.user_vector(model.user_state(None)))

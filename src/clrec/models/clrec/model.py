@@ -310,9 +310,7 @@ class ClrecRecommender(PooledUserModel, Recommender):
         rows, user, history, other = dot.items, dot.user / tau, dot.history / tau, dot.other / tau
         if self.prior is not None and self.prior_scale and 0 <= item < self.n_items:
             assert self.prior.weights is not None
-            items, weights = users.prior_input(state)
-            unique, inverse = np.unique(items, return_inverse=True)  # sorted, as ``rows``
-            summed = np.bincount(inverse, weights=weights.astype(np.float64))  # (H,)
+            unique, summed = users.history_weights(state)  # sorted, as ``rows``
             if not len(rows):  # a user the history does not move: the prior still reads it
                 rows, history = unique, np.zeros(len(unique))
             known = rows < self.prior.weights.shape[0]
