@@ -10,10 +10,11 @@ service's own :class:`~clrec.models.explaining.UserExplainer`:
   terms + the rest) and the score it serves, and between the sum of the item-side split (ID
   part + content modalities + prior, with the item's content matrices) and that score;
 * **deletion test**: the item's rank (among the user's unseen items) and score with the
-  top-1 attributed history item removed against one random history item removed, and the
-  top-3 against three random ones — the user recomputed without them by the real-time path
-  (:meth:`EmbeddingModel.user_state_without`). Rank drop = rank after − rank before; the
-  paired difference (attributed − random) gets a 95 % bootstrap interval over users;
+  top-1 attributed history item removed against one random *other* history item removed,
+  and the top-3 against three random others (pairs need ``2k`` history items) — the user
+  recomputed without them (:meth:`EmbeddingModel.user_state_without`). Rank drop = rank
+  after − rank before; the paired difference (attributed − random) gets a 95 % bootstrap
+  interval over users;
 * **cost**: median milliseconds, in process, to explain one item (the explain route's
   work: the user's catalogue scoring, the split, three counterfactual rankings) and a page
   of ten recommendations with ``explain=true`` (three contributors each), beside one plain
@@ -40,10 +41,11 @@ from typing import Any
 import numpy as np
 from machine import commit, cpu_name, publish
 from run_folders import ensure_run
+from stats import user_bootstrap
 
 from clrec.data.matrix import interaction_matrix
-from clrec.models.embedding import EmbeddingModel, UserState
-from clrec.models.explaining import UserExplainer
+from clrec.models.embedding import EmbeddingModel
+from clrec.models.explaining import UserExplainer, rank_among
 from clrec.ranking.folds import RunParts
 
 
@@ -53,37 +55,24 @@ def item_fields(parts: RunParts, item: int) -> dict[str, object]:
     return {c: row[c] for c in parts.dataset.items.columns if c != "id"}
 
 
-def without_all(model: EmbeddingModel, state: UserState, rows: list[int]) -> UserState:
-    """The user without every one of ``rows`` in the history."""
-    for row in rows:
-        state = model.user_state_without(state, row)
-    return state
-
-
-def rank_and_score(
-    explainer: UserExplainer, state: UserState, row: int, removed: list[int]
+def removal(
+    explainer: UserExplainer, cache: dict[tuple[int, ...], np.ndarray], row: int, rows: list[int]
 ) -> tuple[int, float]:
-    """The item's rank and score for ``state`` among the explainer's unseen items plus
-    ``removed``."""
-    scores = explainer.model.score_user(state, explainer.vectors, np.arange(len(explainer.vectors)))
+    """The item's rank and score for the user without every one of ``rows`` (scored once per
+    user and set of rows: the items of a user share their top contributors)."""
+    key = tuple(sorted(rows))
+    scores = cache.get(key)
+    if scores is None:
+        state = explainer.state
+        for removed in rows:
+            state = explainer.model.user_state_without(state, removed)
+        scores = explainer.model.score_user(
+            state, explainer.vectors, np.arange(len(explainer.vectors))
+        )
+        cache[key] = scores
     open_rows = explainer.open.copy()
-    open_rows[removed] = True
-    return 1 + int((scores[open_rows] > scores[row]).sum()), float(scores[row])
-
-
-def paired_interval(
-    differences: dict[int, list[float]], rng: np.random.Generator, draws: int
-) -> tuple[float, float, float]:
-    """The mean of the per-pair ``differences`` (grouped by user) and its 95 % bootstrap
-    interval, resampling users."""
-    users = list(differences)
-    sums = np.array([sum(differences[u]) for u in users])  # (U,)
-    counts = np.array([len(differences[u]) for u in users])  # (U,)
-    mean = float(sums.sum() / counts.sum())
-    picks = rng.integers(0, len(users), size=(draws, len(users)))  # (B, U)
-    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)  # (B,)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return mean, float(low), float(high)
+    open_rows[rows] = True  # no longer seen
+    return rank_among(scores, open_rows, row), float(scores[row])
 
 
 def measure(parts: RunParts, args: argparse.Namespace) -> dict[str, Any]:
@@ -98,29 +87,18 @@ def measure(parts: RunParts, args: argparse.Namespace) -> dict[str, Any]:
         u for u in range(model.n_users) if len(model.user_state(u).items) >= args.min_history
     ]
     users = sorted(rng.choice(eligible, min(args.users, len(eligible)), replace=False).tolist())
-    drops: dict[str, dict[int, list[float]]] = {
-        name: {}
-        for name in (
-            "top1",
-            "random1",
-            "top3",
-            "random3",
-            "s_top1",
-            "s_random1",
-            "s_top3",
-            "s_random3",
-        )
-    }
+    # per k: (user, rank drop attributed, random, score drop attributed, random) per pair
+    records: dict[int, list[tuple[int, int, int, float, float]]] = {1: [], 3: []}
     gaps = {"served": 0.0, "item_side": 0.0}
     item_side_checked = 0
     history_lengths = []
     started = time.perf_counter()
     for n, user in enumerate(users):
         state = model.user_state(user)
-        row_seen = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
-        explainer = UserExplainer(model, vectors, state, row_seen)
+        explainer = UserExplainer(model, vectors, state, seen[user].indices)
         history_lengths.append(len(state.items))
         ranked = np.argsort(-np.where(explainer.open, explainer.scores, -np.inf), kind="stable")
+        cache: dict[tuple[int, ...], np.ndarray] = {}
         for row in ranked[: args.items].tolist():
             split, _ = explainer.explain(row, 0, 0)
             served = float(explainer.scores[row])
@@ -136,66 +114,66 @@ def measure(parts: RunParts, args: argparse.Namespace) -> dict[str, Any]:
                 gaps["item_side"] = max(gaps["item_side"], abs(sum(side.values()) - served))
                 item_side_checked += 1
             order = np.argsort(-split.history, kind="stable")
-            history = split.items.tolist()
             before = explainer.rank(row)
             for k in (1, 3):
-                if len(history) < k + 1:
+                if len(split.items) < 2 * k:  # the random draw needs k items besides the top k
                     continue
-                chosen = {
-                    f"top{k}": [int(split.items[i]) for i in order[:k]],
-                    f"random{k}": [int(i) for i in rng.choice(history, k, replace=False)],
-                }
-                for name, removed in chosen.items():
-                    rank, score = rank_and_score(
-                        explainer, without_all(model, state, removed), row, removed
+                top = [int(i) for i in split.items[order[:k]]]
+                others = np.setdiff1d(split.items, top)
+                drawn = [int(i) for i in rng.choice(others, k, replace=False)]
+                top_rank, top_score = removal(explainer, cache, row, top)
+                drawn_rank, drawn_score = removal(explainer, cache, row, drawn)
+                records[k].append(
+                    (
+                        user,
+                        top_rank - before,
+                        drawn_rank - before,
+                        served - top_score,
+                        served - drawn_score,
                     )
-                    drops[name].setdefault(user, []).append(rank - before)
-                    drops[f"s_{name}"].setdefault(user, []).append(served - score)
+                )
         if (n + 1) % 50 == 0:
             print(
                 f"  {n + 1}/{len(users)} users, {time.perf_counter() - started:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
-    boot = np.random.default_rng(args.seed + 1)
     result: dict[str, Any] = {
         "name": parts.root.name,
         "dataset": parts.dataset.name,
         "users": len(users),
-        "pairs": sum(len(v) for v in drops["top1"].values()),
         "median_history": float(np.median(history_lengths)),
         "gaps": gaps,
         "item_side_checked": item_side_checked,
         "explanations": sorted(model.explanations),
     }
-    for k in (1, 3):
-        top, rand = drops[f"top{k}"], drops[f"random{k}"]
-        difference = {u: [a - b for a, b in zip(top[u], rand[u], strict=True)] for u in top}
+    for k, rows in records.items():
+        pairs = np.array(rows, dtype=np.float64)  # (P, 5)
+        pair_users, top, drawn = pairs[:, 0], pairs[:, 1], pairs[:, 2]
+        low, high = user_bootstrap(pair_users, top - drawn, args.bootstrap, args.seed + 1)
         result[f"k{k}"] = {
-            "top_rank_drop": float(np.mean([x for v in top.values() for x in v])),
-            "random_rank_drop": float(np.mean([x for v in rand.values() for x in v])),
-            "difference": paired_interval(difference, boot, args.bootstrap),
-            "top_score_drop": float(np.mean([x for v in drops[f"s_top{k}"].values() for x in v])),
-            "random_score_drop": float(
-                np.mean([x for v in drops[f"s_random{k}"].values() for x in v])
-            ),
-            "top_beats_random": float(
-                np.mean([a > b for u in top for a, b in zip(top[u], rand[u], strict=True)])
-            ),
+            "pairs": len(pairs),
+            "top_rank_drop": float(top.mean()),
+            "random_rank_drop": float(drawn.mean()),
+            "difference": (float((top - drawn).mean()), low, high),
+            "top_score_drop": float(pairs[:, 3].mean()),
+            "random_score_drop": float(pairs[:, 4].mean()),
+            "top_beats_random": float((top > drawn).mean()),
         }
-    result["cost"] = cost(parts, model, users[: args.cost_users], seen)
+    result["cost"] = cost(parts, model, vectors, users[: args.cost_users], seen)
     return result
 
 
-def cost(parts: RunParts, model: EmbeddingModel, users: list[int], seen: Any) -> dict[str, float]:
+def cost(
+    parts: RunParts, model: EmbeddingModel, vectors: np.ndarray, users: list[int], seen: Any
+) -> dict[str, float]:
     """Median ms in process: one catalogue scoring, one item explained (3 counterfactuals),
     a page of ten explained (3 contributors each), one content encoding."""
-    vectors = model.item_vectors()
     times: dict[str, list[float]] = {"scoring": [], "one": [], "page": [], "encoding": []}
     rows = np.arange(model.n_items)
     for user in users:
         state = model.user_state(user)
-        row_seen = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
+        row_seen = seen[user].indices
         t0 = time.perf_counter()
         model.score_user(state, vectors, rows)
         times["scoring"].append(time.perf_counter() - t0)
@@ -213,8 +191,9 @@ def cost(parts: RunParts, model: EmbeddingModel, users: list[int], seen: Any) ->
             explainer.rank(row)
         times["page"].append(time.perf_counter() - t0)
         if model.featurizer is not None:
+            fields = item_fields(parts, target)
             t0 = time.perf_counter()
-            model.featurizer.transform([item_fields(parts, target)])
+            model.featurizer.transform([fields])
             times["encoding"].append(time.perf_counter() - t0)
     return {k: 1000 * statistics.median(v) for k, v in times.items() if v}
 
@@ -242,7 +221,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         for k in (1, 3):
             m = r[f"k{k}"]
             lines.append(
-                f"| {r['name']} | {r['users']} / {r['pairs']} | {r['median_history']:.0f} | {k} "
+                f"| {r['name']} | {r['users']} / {m['pairs']} | {r['median_history']:.0f} | {k} "
                 f"| {m['top_rank_drop']:.1f} | {m['random_rank_drop']:.1f} "
                 f"| {interval(m['difference'])} "
                 f"| {m['top_score_drop']:.3f} | {m['random_score_drop']:.3f} "
@@ -269,8 +248,10 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         f"{stamp}, commit {commit()}, {cpu_name()}, {os.cpu_count()} cores; `{command}`. "
         f"Users drawn with seed {args.seed} among those with ≥ {args.min_history} history items; "
-        f"their top {args.items} unseen items explained. Rank drop: the item's rank after the "
-        "removal minus before (larger: the removed items mattered more); the interval resamples "
+        f"their top {args.items} unseen items explained. Random removals draw from the history "
+        "items other than the attributed ones (a pair needs twice as many history items as "
+        "it removes). Rank drop: the item's rank after the removal minus before (larger: the "
+        "removed items mattered more); the interval resamples "
         f"users ({args.bootstrap} draws). Costs: median of {args.cost_users} users, in process "
         "(no HTTP).",
     ]

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from machine import commit, cpu_name, publish
 from serve_load import Server, get_json
+from stats import user_bootstrap
 
 from clrec.config import RunConfig
 from clrec.data.registry import default_data_root
@@ -156,17 +157,6 @@ def replay(artifact: Path, events: pd.DataFrame, work: Path, frozen: bool) -> Re
     return Replay(users, follows, hit, ndcg, time.perf_counter() - started)
 
 
-def paired_interval(users: np.ndarray, diff: np.ndarray) -> tuple[float, float]:
-    """95 % interval of the mean of ``diff`` (per event) from a bootstrap over users."""
-    codes, index = np.unique(users, return_inverse=True)
-    sums = np.bincount(index, weights=diff, minlength=len(codes))  # (U,)
-    counts = np.bincount(index, minlength=len(codes)).astype(np.float64)  # (U,)
-    draws = np.random.default_rng(0).integers(0, len(codes), size=(RESAMPLES, len(codes)))
-    means = sums[draws].sum(axis=1) / np.maximum(counts[draws].sum(axis=1), 1.0)  # (R,)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def update_cost(
     artifact: Artifact, events: pd.DataFrame, samples: int = 2000
 ) -> tuple[float, float]:
@@ -210,7 +200,7 @@ def measure(name: str, work: Path, data_root: Path | None) -> dict[str, Any]:
         result[f"{subset}_events"] = int(mask.sum())
         for metric in ("hit", "ndcg"):
             a, b = getattr(live, metric)[mask], getattr(frozen, metric)[mask]
-            low, high = paired_interval(live.users[mask], a - b)
+            low, high = user_bootstrap(live.users[mask], a - b, RESAMPLES)
             result[f"{subset}_{metric}"] = (float(a.mean()), float(b.mean()), low, high)
     later, first = update_cost(load_artifact(artifact_path, verify=False), events)
     result["add_event_us"], result["first_event_us"] = later, first
