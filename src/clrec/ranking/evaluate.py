@@ -78,17 +78,22 @@ def evaluate_stage(
             parts.dataset, parts.split, parts.retriever, click, settings.click
         )
     if settings.ablation and training is not None:
-        report["ablation"] = _ablation(training, test, settings, ks)
+        report["ablation"] = _ablation(training, test, settings, ks, ranked)
     return report
 
 
 def _ablation(
-    training: Fold, test: Fold, settings: RankerSettings, ks: tuple[int, ...]
+    training: Fold,
+    test: Fold,
+    settings: RankerSettings,
+    ks: tuple[int, ...],
+    ranked: dict[str, np.ndarray],
 ) -> dict[str, dict[str, float]]:
     """NDCG / Recall @k of the stage refitted without each group of features, and without
-    each retriever (its columns and the candidates only it proposed)."""
+    each retriever (its columns and the candidates only it proposed); "all features" is the
+    stage itself (``ranked``: its per-user metrics, fitted on ``training`` with every
+    column)."""
     variants: dict[str, tuple[list[str], str | None]] = {
-        "all features": (training.names, None),
         "without language-model features": (_without(training.names, TEXT_FEATURES), None),
         "without tag features": (_without(training.names, TAG_FEATURES), None),
     }
@@ -98,7 +103,7 @@ def _ablation(
         derived = KNN_FEATURES if name == "itemknn" else ()  # read its neighbours
         dropped = _without(training.names, [*retriever_features((name,)), *derived])
         variants[f"without retriever {name}"] = (dropped, name)
-    results: dict[str, dict[str, float]] = {}
+    results = {"all features": {key: float(values.mean()) for key, values in ranked.items()}}
     for label, (names, dropped_retriever) in variants.items():
         fit_fold, test_fold = training, test
         if dropped_retriever is not None:
