@@ -177,21 +177,12 @@ def build_fold(
     if later is not None:
         history = pd.concat([history, later], ignore_index=True)
     users = np.unique(labels["user"].to_numpy(dtype=np.int64))  # (U,)
-    retrievers = Retrievers.fit(dataset, history, config)
+    retrievers, tables = fit_tables(dataset, history, content, settings)
     retrievers.model_scores = model_scores_with(
         parts.retriever, later if later is not None else history.iloc[:0]
     )
     seen = interaction_matrix(history, dataset.n_users, dataset.n_items)
     candidates = retrievers.candidates(users, seen, seen)
-    tables = FeatureTables.fit(
-        dataset.n_items,
-        history,
-        content.text,
-        content.tags,
-        config.recent_share,
-        settings.recent_items,
-        retrievers.similarity,
-    )
     histories = ordered_histories(history, users)
     probabilities = None
     if click is not None and settings.click is not None:
@@ -226,6 +217,25 @@ def build_fold(
     )
 
 
+def fit_tables(
+    dataset: Dataset, history: pd.DataFrame, content: Content, settings: RankerSettings
+) -> tuple[Retrievers, FeatureTables]:
+    """The retrievers and the feature tables (with the ItemKNN neighbours) fitted on
+    ``history``: the one recipe of the training folds, the exported stage and its parity
+    test."""
+    retrievers = Retrievers.fit(dataset, history, settings.candidates)
+    tables = FeatureTables.fit(
+        dataset.n_items,
+        history,
+        content.text,
+        content.tags,
+        settings.candidates.recent_share,
+        settings.recent_items,
+        retrievers.similarity,
+    )
+    return retrievers, tables
+
+
 def fit_on(fold: Fold, names: list[str], settings: RankerSettings) -> LambdaRanker:
     """LambdaRank on the fold's users with at least one label among their candidates,
     reading the columns ``names`` (a subset of the fold's)."""
@@ -247,4 +257,12 @@ def fit_on(fold: Fold, names: list[str], settings: RankerSettings) -> LambdaRank
     )
 
 
-__all__ = ["Content", "Fold", "RankerSettings", "RunParts", "build_fold", "fit_on"]
+__all__ = [
+    "Content",
+    "Fold",
+    "RankerSettings",
+    "RunParts",
+    "build_fold",
+    "fit_on",
+    "fit_tables",
+]

@@ -34,7 +34,7 @@ from clrec.ranking.features import (
     ordered_histories,
     user_features,
 )
-from clrec.ranking.folds import Content, RankerSettings
+from clrec.ranking.folds import Content, RankerSettings, fit_tables
 from clrec.ranking.ltr import LambdaRanker
 from clrec.ranking.pipeline import RANKER_DIR, SETTINGS_FILE
 
@@ -64,17 +64,9 @@ def write_stage(ranker_dir: str | Path, dataset: Dataset, out: str | Path) -> di
     shutil.copytree(root / RANKER_DIR, target / MODEL_DIR)
     history = dataset.interactions
     content = Content.encode(dataset, settings)
-    retrievers = Retrievers.fit(dataset, history, settings.candidates)
+    retrievers, tables = fit_tables(dataset, history, content, settings)
     retrievers.save(target / RETRIEVERS_FILE)
-    tables = FeatureTables.fit(
-        dataset.n_items,
-        history,
-        content.text,
-        content.tags,
-        settings.candidates.recent_share,
-        settings.recent_items,
-    )  # the neighbours are the retrievers', attached again at load
-    tables.save(target / TABLES_FILE)
+    tables.save(target / TABLES_FILE)  # without the neighbours: the retrievers', attached at load
     users = np.arange(dataset.n_users, dtype=np.int64)
     pd.DataFrame(
         {

@@ -644,9 +644,8 @@ def test_rerank_is_the_stage_computed_in_batch(
     """Parity: the service's re-ranked list for a known user is what the batch code of
     training computes for that user (same candidates, features and LambdaRank scores)."""
     from clrec.data.matrix import interaction_matrix
-    from clrec.ranking.candidates import Retrievers
-    from clrec.ranking.features import FeatureTables, batch_features, ordered_histories
-    from clrec.ranking.folds import Content, RankerSettings, RunParts
+    from clrec.ranking.features import batch_features, ordered_histories
+    from clrec.ranking.folds import Content, RankerSettings, RunParts, fit_tables
     from clrec.ranking.ltr import LambdaRanker
 
     service = make_service(artifact=ranked_artifact)
@@ -660,20 +659,10 @@ def test_rerank_is_the_stage_computed_in_batch(
     settings = RankerSettings.from_plain(saved["settings"])
     dataset, history = parts.dataset, parts.dataset.interactions
     user = np.array([artifact.user_ids.index("u3")])
-    retrievers = Retrievers.fit(dataset, history, settings.candidates)
+    retrievers, tables = fit_tables(dataset, history, Content.encode(dataset, settings), settings)
     retrievers.model_scores = parts.retriever.score
     seen = interaction_matrix(history, dataset.n_users, dataset.n_items)
     candidates = retrievers.candidates(user, seen, seen)
-    content = Content.encode(dataset, settings)
-    tables = FeatureTables.fit(
-        dataset.n_items,
-        history,
-        content.text,
-        content.tags,
-        settings.candidates.recent_share,
-        settings.recent_items,
-        retrievers.similarity,
-    )
     rows = batch_features(
         tables, ordered_histories(history, user), candidates, settings.candidates.per_retriever
     )
