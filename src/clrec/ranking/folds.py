@@ -124,9 +124,8 @@ class RunParts:
 @dataclass
 class Content:
     """The items' language-model text vectors and tag multi-hot (None where the data set
-    offers none), and the featuriser that made them (for items added later)."""
+    offers none)."""
 
-    featurizer: ItemFeaturizer | None
     text: np.ndarray | None  # (I, D)
     tags: np.ndarray | None  # (I, T)
 
@@ -134,13 +133,13 @@ class Content:
     def encode(cls, dataset: Dataset, settings: RankerSettings) -> Content:
         offered = sorted(offered_modalities(dataset) & {"text", "tags"})
         if not offered:
-            return cls(None, None, None)
+            return cls(None, None)
         config = ContentConfig(
             modalities=tuple(offered), cache_dir=settings.cache_dir, text_model=settings.text_model
         )
         featurizer = ItemFeaturizer.fit(dataset, config)
         content, _ = featurizer.encode_dataset(dataset, progress=settings.progress)
-        return cls(featurizer, content.get("text"), content.get("tags"))
+        return cls(content.get("text"), content.get("tags"))
 
 
 @dataclass
@@ -153,7 +152,6 @@ class Fold:
     labels: np.ndarray  # (N,) 1: a label interaction
     truth: list[set[int]]  # (U,) each user's label items
     names: list[str]
-    history: pd.DataFrame
     seen: sp.csr_matrix  # (all users, I) the history, binary: what is never proposed
     retrievers: Retrievers
     tables: FeatureTables
@@ -209,7 +207,6 @@ def build_fold(
         found,
         [truth_frame.get(int(u), set()) for u in users],
         feature_names(config.retrievers, click=probabilities is not None),
-        history,
         seen,
         retrievers,
         tables,
