@@ -1,4 +1,5 @@
-"""Shared fixtures: where the staged real data sets live, and the bundled one."""
+"""Shared fixtures: where the staged real data sets live, the bundled one, a PostgreSQL
+database, and a served model trained on the bundled one."""
 
 from __future__ import annotations
 
@@ -64,6 +65,17 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def ml_small_served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short tags-only clrec run on the bundled ml-latest-small with its HTML report,
+    exported: trained once per session for every test that serves it (read only)."""
+    for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
+        pytest.importorskip(package, reason="the service needs the serve extra")
+    from live_server import ml_small_artifact
+
+    return ml_small_artifact(tmp_path_factory.mktemp("ml-small-served"), report=True)
 
 
 @pytest.fixture

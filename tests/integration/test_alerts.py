@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from clrec.serving.settings import default_database_url
-from live_server import Server, create_key, free_port, ml_small_artifact
+from live_server import Server, create_key, free_port
 
 pytestmark = pytest.mark.slow
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -58,12 +58,12 @@ def _alerts(port: int) -> list[dict[str, str]]:
 
 
 def test_a_failing_database_fires_the_availability_alert(
-    tmp_path: Path, servers: list[Server]
+    tmp_path: Path, servers: list[Server], ml_small_served: Path
 ) -> None:
     prometheus = _tool("prometheus")
     db_url = default_database_url(tmp_path / "service")
     token = create_key(db_url, "prometheus", "read,write").stdout.strip()
-    server = Server(ml_small_artifact(tmp_path / "model"), db_url, tmp_path / "server.log")
+    server = Server(ml_small_served, db_url, tmp_path / "server.log")
     servers.append(server)
 
     # the production rules, their waits shortened to seconds

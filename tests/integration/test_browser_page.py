@@ -20,7 +20,7 @@ import pytest
 
 from clrec.serving.artifact import load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, create_key, ml_small_artifact
+from live_server import Server, create_key
 
 pytestmark = pytest.mark.slow
 
@@ -67,11 +67,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def artifact_dir(ml_small_served: Path) -> Path:
     """A short tags-only clrec run on ml-latest-small with its HTML report, exported."""
-    for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
-        pytest.importorskip(package, reason="the service needs the serve extra")
-    return ml_small_artifact(tmp_path_factory.mktemp("ml-small-page"), report=True)
+    return ml_small_served
 
 
 def test_the_page_explores_recommendations_and_places_a_new_item(

@@ -13,17 +13,15 @@ import pytest
 
 from clrec.serving.artifact import Artifact, load_artifact
 from clrec.serving.settings import default_database_url
-from live_server import Server, create_key, ml_small_artifact
+from live_server import Server, create_key
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def artifact_dir(ml_small_served: Path) -> Path:
     """A short tags-only clrec run on ml-latest-small (genres and user tags as content)."""
-    for package in ("fastapi", "uvicorn", "sqlalchemy", "prometheus_client"):
-        pytest.importorskip(package, reason="the service needs the serve extra")
-    return ml_small_artifact(tmp_path_factory.mktemp("ml-small-service"), report=False)
+    return ml_small_served
 
 
 def test_every_route_on_ml_latest_small(
