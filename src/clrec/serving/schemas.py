@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Response
+from fastapi import Header, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
@@ -17,6 +17,9 @@ ExternalId = Annotated[
 ]
 """A user or item id: the readers' rule (:mod:`clrec.data.validation`): 1 to 256
 characters, no control character (NUL included); anything else is a 422 on every store."""
+
+PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+"""A user or item id in a route's path: the same rule as :data:`ExternalId`."""
 
 IDEMPOTENCY_KEY = Header(
     min_length=1,
@@ -335,6 +338,7 @@ __all__ = [
     "InvalidInput",
     "ItemScore",
     "ItemWritten",
+    "PathId",
     "PlacementOut",
     "QueryRecommendations",
     "Readiness",

@@ -2,9 +2,8 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
-from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import MetricsDep, StateDep, requested_k, service_state
 from clrec.serving.idempotency import Idempotency
 from clrec.serving.schemas import (
@@ -13,6 +12,7 @@ from clrec.serving.schemas import (
     PROTECTED,
     WITH_BODY,
     ItemWritten,
+    PathId,
     PlacementOut,
     SimilarItems,
     error_responses,
@@ -32,7 +32,7 @@ router = APIRouter(tags=["items"])
 )
 async def similar_items(
     request: Request,
-    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    item_id: PathId,
     k: Annotated[int, Query(ge=1, description="number of results, 1 to max_k")] = DEFAULT_K,
 ) -> Response:
     """The k items most similar to ``item_id`` by the model's item vectors."""
@@ -54,7 +54,7 @@ def put_item(
     state: StateDep,
     metrics: MetricsDep,
     response: Response,
-    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    item_id: PathId,
     content: Annotated[
         dict[str, str | int | float | None],
         Body(

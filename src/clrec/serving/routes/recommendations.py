@@ -4,16 +4,16 @@ items and/or a profile text."""
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.errors import ClrecError
 from clrec.serving.deps import SettingsDep, StateDep, k_error, requested_k, service_state
 from clrec.serving.schemas import (
     PROTECTED,
     WITH_BODY,
     ItemScore,
+    PathId,
     QueryRecommendations,
     RecommendationQuery,
     UserParams,
@@ -37,7 +37,7 @@ EXPLAINED_CONTRIBUTORS = 3
 )
 async def user_recommendations(
     request: Request,
-    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    user_id: PathId,
     params: Annotated[UserParams, Query()],
 ) -> Response:
     """Top k for a known user (trained, or known by recorded events); 404 otherwise:

@@ -3,14 +3,14 @@ scores what it does for a user."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
-from clrec.data.validation import ID_PATTERN, MAX_ID_LENGTH
 from clrec.serving.deps import StateDep
 from clrec.serving.schemas import (
     PROTECTED,
     ExplanationOut,
     HistoryItem,
+    PathId,
     UserHistory,
     UserList,
     error_responses,
@@ -41,8 +41,8 @@ def find_users(
 )
 def explain(
     state: StateDep,
-    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
-    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    user_id: PathId,
+    item_id: PathId,
     k: Annotated[int, Query(ge=1, le=50, description="history items to list")] = 5,
     counterfactuals: Annotated[
         int, Query(ge=0, le=10, description="listed items given the rank without them")
@@ -71,7 +71,7 @@ def explain(
 )
 def user_history(
     state: StateDep,
-    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)],
+    user_id: PathId,
     limit: Limit = 50,
 ) -> UserHistory:
     """The items a known user interacted with: recorded events first, then the run's own
