@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from clrec.errors import ClrecError
+from clrec.serving.index.storage import atomic_write
 from clrec.serving.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -82,16 +81,7 @@ def write_record(marker: Path, identity: int) -> None:
     """Write the record atomically (a crash leaves the old record or the new one)."""
     marker.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"identity": identity, "written": time.time()}) + "\n"
-    handle, temp = tempfile.mkstemp(dir=marker.parent, prefix=f".{marker.name}.")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, marker)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    atomic_write(marker, lambda f: f.write(text.encode()))
 
 
 def _safe_url(store: Store) -> str:

@@ -81,9 +81,9 @@ def save_index(
     for HNSW) and ``index.json`` into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / VECTORS_FILE, lambda f: np.save(f, vectors))
+    atomic_write(out / VECTORS_FILE, lambda f: np.save(f, vectors))
     if scales is not None:
-        _atomic_write(out / SCALES_FILE, lambda f: np.save(f, scales))
+        atomic_write(out / SCALES_FILE, lambda f: np.save(f, scales))
     if graph is not None:
         _replace(out / HNSW_FILE, graph.save)
     written = (
@@ -98,7 +98,7 @@ def save_index(
         "sha256": {name: file_digest(out / name) for name in written},
     }
     text = json.dumps(meta, indent=2) + "\n"
-    _atomic_write(out / META_FILE, lambda f: f.write(text.encode()))
+    atomic_write(out / META_FILE, lambda f: f.write(text.encode()))
     return out
 
 
@@ -174,8 +174,9 @@ def _replace(path: Path, write: Callable[[str], object]) -> None:
             os.unlink(temp_name)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` through :func:`_replace`, synced to disk before the rename."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` through :func:`_replace`, synced to disk before the rename (a crash
+    leaves the old file or the whole new one)."""
 
     def synced(temp_name: str) -> None:
         with open(temp_name, "wb") as f:
@@ -274,6 +275,7 @@ __all__ = [
     "STORAGE_DTYPES",
     "VECTORS_FILE",
     "SavedIndex",
+    "atomic_write",
     "encode",
     "file_digest",
     "load_index",
