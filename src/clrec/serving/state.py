@@ -59,14 +59,13 @@ from clrec.serving.results import (
 )
 from clrec.serving.settings import ServiceSettings
 from clrec.serving.store import Event, Store, StoredEvent, StoredItem, StoreError
-from clrec.serving.users import UserTable
+from clrec.serving.users import COLD_START_ROUTE, UserTable
 
 if TYPE_CHECKING:
     from clrec.ranking.stage import RerankStage
 
 logger = logging.getLogger("clrec.serving")
 
-COLD_START_ROUTE = "POST /v1/recommendations"
 _SYNC_BATCH = 10_000  # stored events applied per hold of the memory lock
 
 
@@ -107,7 +106,13 @@ class ServiceState:
         }
         started = time.perf_counter()
         self.items = ItemTable(settings, artifact, self.artifact_key)
-        self.users = UserTable(self.model, artifact.user_index, self.items, settings.realtime_users)
+        self.users = UserTable(
+            self.model,
+            artifact.user_index,
+            artifact.seen_items,
+            self.items,
+            settings.realtime_users,
+        )
         self.index = self.items.index
         self.index_report: dict[str, Any] = {
             "kind": settings.index.kind,
@@ -302,8 +307,8 @@ class ServiceState:
         following their recorded events; NotFoundError for a user with neither a trained
         vector nor events."""
         with self._lock:
-            state = self._known_state(user_id)
-            excluded = self._excluded(user_id, state, exclude_ids, exclude_seen)
+            state = self.users.known_state(user_id)
+            excluded = self.users.excluded(user_id, state, exclude_ids, exclude_seen)
             return self._recommend(state, k, excluded)
 
     def rerank_user(
@@ -325,8 +330,8 @@ class ServiceState:
                 "--ranker, or the service runs with the ranker off"
             )
         with self._lock:
-            state = self._known_state(user_id)
-            excluded = self._excluded(user_id, state, exclude_ids, exclude_seen)
+            state = self.users.known_state(user_id)
+            excluded = self.users.excluded(user_id, state, exclude_ids, exclude_seen)
             recorded = np.asarray(self.users.events.get(user_id, ()), np.int64)  # oldest first
             model_scores = self._scores(state, np.arange(stage.n_items, dtype=np.int64))
         history = stage.history(user_id, recorded)  # (H,)
@@ -426,37 +431,6 @@ class ServiceState:
         return written, True
 
     # ------------------------------------------------------------------ helpers
-    def _known_state(self, user_id: str) -> UserState:
-        """The user's state (hold the lock); NotFoundError for a user with neither a trained
-        vector nor recorded events."""
-        state = self.users.state(user_id)
-        if state is None:
-            raise NotFoundError(
-                f"unknown user {user_id!r}: no trained vector and no recorded events; "
-                f"for a new user use {COLD_START_ROUTE} with items they liked or a profile_text"
-            )
-        return state
-
-    def _seen_rows(self, user_id: str, state: UserState) -> np.ndarray:
-        """Hold the lock. Rows ``(S,)`` the user interacted with: recorded through events and,
-        for a trained user, in the run's data set (duplicates allowed)."""
-        recorded = self.users.seen.get(user_id, set())
-        parts = [np.fromiter(recorded, np.int64, len(recorded))]
-        if state.user is not None:
-            parts.append(self.artifact.seen_items(state.user))
-        return np.concatenate(parts)
-
-    def _excluded(
-        self, user_id: str, state: UserState, exclude_ids: Iterable[str], exclude_seen: bool
-    ) -> np.ndarray:
-        """Hold the lock. Rows ``(E,)`` kept out of a user's list (duplicates allowed): the
-        known ``exclude_ids``, and the user's seen items with ``exclude_seen``."""
-        row_of = self.items.row
-        parts = [np.fromiter((row_of[i] for i in exclude_ids if i in row_of), np.int64)]
-        if exclude_seen:
-            parts.append(self._seen_rows(user_id, state))
-        return np.concatenate(parts)
-
     def _recommend(self, state: UserState, k: int, excluded: np.ndarray) -> list[Scored]:
         """Top ``k`` of the index for the user's vector, scored by the model."""
         rows, _ = self.items.candidates(self.model.user_vector(state), k, excluded, self._margin)
@@ -484,7 +458,7 @@ class ServiceState:
             row = self.items.row.get(item_id)
             if row is None:
                 raise NotFoundError(f"unknown item {item_id!r}")
-            self._known_state(user_id)
+            self.users.known_state(user_id)
             fields = self.items.fields(row)
         content = None
         if "content" in self.model.explanations:  # the encoders work outside the memory lock
@@ -495,7 +469,7 @@ class ServiceState:
             except ClrecError:  # no content the featuriser reads: the item side is unsplit
                 content = None
         with self._lock:
-            explainer = self._explainer(user_id, self._known_state(user_id))
+            explainer = self._explainer(user_id, self.users.known_state(user_id))
             found = self._explanation(explainer, row, top, counterfactuals)
             parts = explainer.explain_item(row, self.items.pooled.view[row], content)
             return replace(found, item_parts=parts)
@@ -509,13 +483,13 @@ class ServiceState:
             found = self.recommend_user(
                 user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude_ids
             )
-            explainer = self._explainer(user_id, self._known_state(user_id))
+            explainer = self._explainer(user_id, self.users.known_state(user_id))
             row = self.items.row
             return [(s, self._explanation(explainer, row[s.id], top, top)) for s in found]
 
     def _explainer(self, user_id: str, state: UserState) -> UserExplainer:
         """Hold the lock. The user's explainer: every item scored, their seen items out."""
-        seen = self._seen_rows(user_id, state)
+        seen = self.users.seen_rows(user_id, state)
         return UserExplainer(self.model, self.items.vectors.view, state, seen)
 
     def _explanation(
@@ -533,7 +507,7 @@ class ServiceState:
 
     def _placement(self, user_id: str, row: int) -> Placement:
         """Rank and score of ``row`` among every item ``user_id`` has not seen."""
-        explainer = self._explainer(user_id, self._known_state(user_id))  # put_item checked
+        explainer = self._explainer(user_id, self.users.known_state(user_id))  # put_item checked
         rank, score = explainer.rank(row), float(explainer.scores[row])
         return Placement(
             user_id, rank, score, explainer.competing(row), not bool(explainer.open[row])
