@@ -8,12 +8,12 @@ with one clear :class:`ClrecError` naming the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clrec.data.schema import FieldKind
+from clrec.data.schema import FieldKind, UnknownPolicy
 from clrec.data.splits import SplitConfig
 from clrec.data.validation import DuplicatePolicy, TimeUnit
 from clrec.errors import ClrecError, validation_error
@@ -57,7 +57,7 @@ class DataConfig(BaseModel):
     encoding: str = "utf-8"
     time_unit: TimeUnit = "auto"
     duplicates: DuplicatePolicy = "reject"
-    unknown_content: Literal["keep", "drop", "error"] = "keep"
+    unknown_content: UnknownPolicy = "keep"
     min_rating: float | None = None  # ratings >= this become implicit positives
     k_core: int = Field(default=0, ge=0)  # keep users and items with >= k interactions
     drop_unused: bool = True  # drop users / items left without interactions (as RecBole does)

@@ -43,13 +43,14 @@ def require_file(path: str | Path) -> Path:
     folder, a FIFO / socket / device, a symlink loop, or an empty file."""
     file = Path(path)
     try:
-        mode = file.stat().st_mode
+        status = file.stat()
     except FileNotFoundError:
         raise DataError("file not found", file=file) from None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise DataError("a symlink loop (the link points back to itself)", file=file) from None
         raise DataError(f"cannot read the file ({err.strerror})", file=file) from None
+    mode = status.st_mode
     if stat.S_ISDIR(mode):
         raise DataError("expected a file, found a folder", file=file)
     if not stat.S_ISREG(mode):
@@ -57,7 +58,7 @@ def require_file(path: str | Path) -> Path:
             "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else ("a device")
         )
         raise DataError(f"expected a regular file, found {kind}", file=file)
-    if file.stat().st_size == 0:
+    if status.st_size == 0:
         raise DataError("file is empty (0 bytes)", file=file)
     return file
 

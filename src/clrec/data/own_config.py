@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clrec.data.readers.column_roles import content_id_column, guess_kind, infer_mapping
+from clrec.data.readers.column_roles import content_id_column, guess_kinds, infer_mapping
 from clrec.data.readers.table_files import read_table
 
 _TEMPLATE = """# A run config for your own data, written by `clrec init-config` from the files'
@@ -60,11 +60,7 @@ def _content(key: str, path: str | Path | None, kind: str) -> str:
         return ""
     table = read_table(Path(path))
     id_column = content_id_column(table, kind, Path(path))
-    fields = {
-        str(column): guess_kind(str(column), table[column])
-        for column in table.columns
-        if column != id_column
-    }
+    fields = guess_kinds(table, id_column)
     shown = ", ".join(f"{column}: {field}" for column, field in fields.items())
     return (
         f"  {key}:\n"

@@ -156,3 +156,8 @@ def content_id_column(table: pd.DataFrame, kind: str, path: Path) -> str:
         if _normal(candidate) in by_normal:
             return by_normal[_normal(candidate)]
     raise DataError(_no_column_message(kind, [str(c) for c in table.columns]), file=path)
+
+
+def guess_kinds(table: pd.DataFrame, id_column: str) -> dict[str, FieldKind]:
+    """Every content column's guessed kind (:func:`guess_kind`), the id column left out."""
+    return {str(c): guess_kind(str(c), table[c]) for c in table.columns if c != id_column}

@@ -20,7 +20,7 @@ import pandas as pd
 from clrec.data.readers.column_roles import (
     ColumnMapping,
     content_id_column,
-    guess_kind,
+    guess_kinds,
     infer_mapping,
 )
 from clrec.data.readers.table_files import SUPPORTED_EXTENSIONS, read_table
@@ -104,7 +104,7 @@ def _read_content(
     require_columns(table, [id_column], file=path, role=f"{kind} id")
     kinds: dict[str, FieldKind]
     if source.fields is None:
-        kinds = {str(c): guess_kind(str(c), table[c]) for c in table.columns if c != id_column}
+        kinds = guess_kinds(table, id_column)
     else:
         kinds = dict(source.fields)
         require_columns(table, list(kinds), file=path, role=f"{kind} content")
@@ -118,7 +118,8 @@ def _read_content(
             file=path,
             row=row,
         )
-    if known_ids and not ids.isin(known_ids).any():
+    known = ids.isin(known_ids)  # (n,)
+    if known_ids and not known.any():
         sample = ", ".join(repr(i) for i in ids.head(3))
         raise DataError(
             f"none of the {len(ids):,} ids in column {id_column!r} ({sample}, …) is a {kind} "
@@ -126,7 +127,7 @@ def _read_content(
             file=path,
         )
     if policy == "error":
-        unknown = ~ids.isin(known_ids)
+        unknown = ~known
         if unknown.any():
             row = int(np.flatnonzero(unknown.to_numpy())[0]) + 1
             raise DataError(
