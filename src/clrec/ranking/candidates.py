@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from clrec.data.matrix import binary_matrix
 from clrec.data.schema import Dataset
 from clrec.errors import ClrecError
 from clrec.models.base import Recommender
@@ -91,7 +92,7 @@ class Candidates:
     def select(self, keep: np.ndarray) -> Candidates:
         """Only the candidate rows where ``keep`` ``(N,)`` is true (users keep their order)."""
         counts = self.per_user(keep.astype(np.float64)).astype(np.int64)  # (U,)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        offsets = _offsets(counts)
         return Candidates(
             self.users, offsets, self.items[keep], self.scores[keep], self.ranks[keep]
         )
@@ -163,7 +164,7 @@ class Retrievers:
         counts = np.concatenate([np.diff(p.offsets) for p in parts])
         return Candidates(
             users,
-            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            _offsets(counts),
             np.concatenate([p.items for p in parts]),
             np.concatenate([p.scores for p in parts]),
             np.concatenate([p.ranks for p in parts]),
@@ -200,7 +201,7 @@ class Retrievers:
         counts = np.bincount(user_at, minlength=n_users)
         return Candidates(
             users,
-            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            _offsets(counts),
             item_at.astype(np.int64),
             np.ascontiguousarray(scores[:, user_at, item_at].T),  # (N, R)
             np.ascontiguousarray(ranks[:, user_at, item_at].T),  # (N, R)
@@ -212,15 +213,9 @@ class Retrievers:
         """One user's candidates (as :meth:`union` with one row): ``model_scores`` ``(I,)``
         over the catalogue (None without the model retriever), ``history_items`` ``(H,)``
         the rows the retrievers read, ``exclude`` ``(E,)`` rows never proposed."""
-        history = sp.csr_matrix(
-            (
-                np.ones(len(history_items), np.float32),
-                (np.zeros(len(history_items)), history_items),
-            ),
-            shape=(1, self.n_items),
-        )
-        history.sum_duplicates()
-        history.data[:] = 1.0
+        history = binary_matrix(
+            np.zeros(len(history_items), np.int64), history_items, 1, self.n_items
+        )  # (1, I)
         blocks = []
         for name in self.names:
             if name == "model":
@@ -299,6 +294,11 @@ def recent_mask(history: pd.DataFrame, share: float) -> np.ndarray:
         return np.asarray(stamps >= high - share * (high - low))
     newest = round(share * len(history))
     return np.asarray(np.arange(len(history)) >= len(history) - newest)
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """Start of each group ``(G + 1,)`` int64 from the group sizes ``counts`` ``(G,)``."""
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 __all__ = [

@@ -80,12 +80,10 @@ class RankerSettings:
         """Inverse of :meth:`to_plain` (tuples restored from JSON lists)."""
         click = data.get("click")
         if click is not None:
-            model = dict(click["model"])
-            model["lora_targets"] = tuple(model.get("lora_targets", ("query", "value")))
             click = ClickSettings(
                 PairConfig(**click["pairs"]),
                 UserContextConfig(**click["context"]),
-                CrossEncoderConfig(**model),
+                CrossEncoderConfig(**click["model"]),  # it makes lora_targets a tuple again
             )
         plain = {k: v for k, v in data.items() if k not in ("candidates", "lambdarank", "click")}
         return cls(
