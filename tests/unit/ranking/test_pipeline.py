@@ -134,3 +134,17 @@ def test_bad_inputs(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a clrec run folder" in result.output
     result = runner.invoke(app, ["rank", "evaluate", str(tmp_path)])
     assert result.exit_code == 1 and "not a ranker folder" in result.output
+
+
+def test_settings_with_a_click_model_survive_json() -> None:
+    """What a ranker folder saves (``to_plain`` through JSON) reads back equal, the
+    cross-encoder's LoRA targets a tuple again."""
+    import json
+
+    from clrec.ranking.click import ClickSettings
+    from clrec.ranking.folds import RankerSettings
+
+    settings = RankerSettings(click=ClickSettings())
+    back = RankerSettings.from_plain(json.loads(json.dumps(settings.to_plain())))
+    assert back == settings and back.click is not None
+    assert back.click.model.lora_targets == ("query", "value")
