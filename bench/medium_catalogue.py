@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from machine import commit, cpu_name, publish
+from serve_load import clrec_command
 
 from clrec.data.schema import Dataset
 
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         f"model.params.num_threads={args.threads}",
         *args.set,
     ]
-    command = [str(ROOT / ".venv" / "bin" / "clrec"), "train", args.config]
+    command = [*clrec_command(), "train", args.config]
     for override in overrides:
         command += ["--set", override]
     command += ["--out", str(run_dir)]

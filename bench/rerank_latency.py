@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     artifact = load_artifact(args.artifact)
     stage = artifact.rerank_stage()
     model = artifact.model
-    vectors = model.item_vectors()  # (I, D)
     rows = np.arange(stage.n_items, dtype=np.int64)
+    vectors = model.item_vectors()[rows]  # (I, D) the exported catalogue
     step = max(1, len(artifact.user_ids) // args.users)
     times, sizes = [], []
     for user in range(0, len(artifact.user_ids), step)[: args.users]:
-        scores = model.score_user(model.user_state(user), vectors[rows], rows)  # (I,)
+        scores = model.score_user(model.user_state(user), vectors, rows)  # (I,)
         history = stage.history(artifact.user_ids[user], np.zeros(0, dtype=np.int64))
         seen = artifact.seen_items(user)
         started = time.perf_counter()

@@ -75,10 +75,19 @@ lightfm="$here/.venvs/lightfm/bin/python"
 cap_args=()
 [ -n "$cap" ] && cap_args=(--time-cap "$cap")
 
+wanted() {  # wanted NAME...: is any of these models left after --skip / --only?
+  local name
+  for name in "$@"; do
+    [[ "$skip" == *",$name,"* ]] && continue
+    [ -n "$only" ] && [[ "$only" != *",$name,"* ]] && continue
+    return 0
+  done
+  return 1
+}
+
 measured() {  # measured NAME COMMAND... : run COMMAND as model NAME, its log in NAME/log.txt
   local name="$1"; shift
-  if [[ "$skip" == *",$name,"* ]]; then echo "== $name: skipped (--skip)"; return; fi
-  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then echo "== $name: skipped (--only)"; return; fi
+  wanted "$name" || { echo "== $name: skipped (--skip / --only)"; return; }
   if grep -qs '"status": 0' "$out/$name/measure.json"; then
     echo "== $name: measured already, kept (delete $out/$name to rerun it)"; return
   fi
@@ -91,15 +100,6 @@ measured() {  # measured NAME COMMAND... : run COMMAND as model NAME, its log in
   fi
 }
 
-wanted() {  # wanted NAME...: is any of these models left after --skip / --only?
-  local name
-  for name in "$@"; do
-    [[ "$skip" == *",$name,"* ]] && continue
-    [ -n "$only" ] && [[ "$only" != *",$name,"* ]] && continue
-    return 0
-  done
-  return 1
-}
 recbole_models=(BPR LightGCN EASE SGL NCL SimGCL XSimGCL)
 [ "$split" != "cold-item" ] && wanted "${recbole_models[@]/#/recbole-}" && bash "$here/setup_envs.sh" recbole
 wanted lightfm && bash "$here/setup_envs.sh" lightfm
