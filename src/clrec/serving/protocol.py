@@ -18,16 +18,18 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from clrec.serving.settings import ServiceSettings
+
 logger = logging.getLogger("clrec.serving")
 
-DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_HEADER_TIMEOUT_S: float = ServiceSettings.model_fields["header_timeout_s"].default
+"""The settings' default deadline, for a process started without ``clrec serve``."""
 
 
 def header_timeout() -> float:
     """The deadline in seconds: the service settings' ``header_timeout_s`` (workers read
     them from the environment ``clrec serve`` sets), else the default."""
     from clrec.serving.app import SETTINGS_ENV
-    from clrec.serving.settings import ServiceSettings
 
     text = os.environ.get(SETTINGS_ENV)
     if not text:
