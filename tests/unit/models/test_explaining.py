@@ -68,7 +68,10 @@ def test_counterfactual_ranks_are_the_user_rescored_without_the_item(
         state = model.user_state(user)
         calls[0] = 0
         explainer = UserExplainer(model, vectors, state, history)
-        unseen = [r for r in rows.tolist() if r not in set(history.tolist())]
+        served = score_user(state, vectors, rows)  # (I,) by hand
+        open_rows = np.ones(model.n_items, dtype=bool)
+        open_rows[history] = False
+        unseen = np.flatnonzero(open_rows).tolist()
         assert explainer.competing(unseen[0]) == len(unseen)
         assert explainer.competing(int(history[0])) == len(unseen) + 1
         removed: set[int] = set()
@@ -79,9 +82,6 @@ def test_counterfactual_ranks_are_the_user_rescored_without_the_item(
                 int(split.items[i]) for i in np.argsort(-split.history)[:3]
             ]
             removed.update(t[0] for t in terms[:2])
-            served = score_user(state, vectors, rows)
-            open_rows = np.ones(model.n_items, dtype=bool)
-            open_rows[history] = False
             assert explainer.rank(row) == 1 + int((served[open_rows] > served[row]).sum())
             for item, _, rank in terms[:2]:
                 without = score_user(model.user_state_without(state, item), vectors, rows)
