@@ -20,9 +20,10 @@ TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
 
 MAX_ID_LENGTH = 256
 """The longest id the service can address (its API's limit); readers refuse longer ones."""
-CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+_CONTROL = r"\x00-\x1f\x7f"
+CONTROL_CHARACTERS = f"[{_CONTROL}]"
 """Characters no id may hold (NUL included): invisible, and refused by some databases."""
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ID_PATTERN = f"^[^{_CONTROL}]+$"
 """The API's id rule, the same as the readers'."""
 _SECONDS_PER = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 # The largest magnitude read as each unit when the unit is detected: seconds until the year

@@ -17,6 +17,7 @@ pytest.importorskip("httptools")
 
 from clrec.serving import protocol  # noqa: E402
 from clrec.serving.protocol import HeaderDeadlineProtocol  # noqa: E402
+from live_server import free_port  # noqa: E402
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -31,9 +32,7 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(HeaderDeadlineProtocol, "_timeout", 0.5)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     config = uvicorn.Config(
         _app,
         host="127.0.0.1",
